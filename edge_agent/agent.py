@@ -1,0 +1,158 @@
+"""The agent process: one capture thread per camera, the index flusher, retention, status.
+
+`Agent.run()` blocks until `stop()` (SIGTERM/SIGINT in the CLI), then closes every open segment
+so that a clean shutdown loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_agent.capture.camera import CameraStatus, CameraWorker
+from edge_agent.capture.sources import resolve_sources
+from edge_agent.clock import WallClock
+from edge_agent.config.schema import AgentConfig
+from edge_agent.events.store import EventStore
+from edge_agent.record.index import SegmentIndex
+from edge_agent.record.recorder import SegmentRecorder
+from edge_agent.record.repair import RepairReport, repair
+from edge_agent.record.retention import Retention
+from edge_agent.record.segment import Segment
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+
+
+@dataclass
+class RingBuffer:
+    """The storage side of an agent, usable without running cameras (CLI: clip, timeline, hold)."""
+
+    root: Path
+    index: SegmentIndex
+    events: EventStore
+
+    @classmethod
+    def open(cls, config: AgentConfig) -> RingBuffer:
+        root = config.storage.root
+        return cls(root=root, index=SegmentIndex(root), events=EventStore(root))
+
+    def close(self) -> None:
+        self.index.close()
+        self.events.close()
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.storage = RingBuffer.open(config)
+        self.root = self.storage.root
+        self.index = self.storage.index
+        self.events = self.storage.events
+        self.stop_event = threading.Event()
+        self.repair_report: RepairReport | None = None
+        self.clock = WallClock()
+        self.retention = Retention(
+            self.root,
+            self.index,
+            retain_days={name: cam.record.retain_days for name, cam in config.cameras.items()},
+            min_free_gb=config.storage.min_free_gb,
+            min_free_percent=config.storage.min_free_percent,
+        )
+        self.workers: list[CameraWorker] = []
+
+    def start(self) -> None:
+        self.repair_report = repair(self.root, self.index)
+        # Timestamps never go behind what is already recorded (clock unset at boot, see clock.py).
+        self.clock = WallClock(floor=self.index.newest_end())
+        for name, camera in self.config.cameras.items():
+            try:
+                sources = resolve_sources(camera)
+            except (ValueError, OSError) as exc:
+                log.error("camera %s: cannot build its stream URL: %s", name, exc)
+                continue
+            recorder = None
+            if camera.record.enabled:
+                recorder = SegmentRecorder(
+                    self.root,
+                    name,
+                    camera.record,
+                    self.index,
+                    make_room=self.retention.make_room,
+                    on_segment=self._on_segment,
+                )
+            worker = CameraWorker(name, camera, sources, recorder, self.clock, self.events, self.stop_event)
+            self.workers.append(worker)
+            worker.start()
+        self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
+        self._housekeeper.start()
+        log.info("agent %s/%s started with %d cameras", self.config.site, self.config.device, len(self.workers))
+
+    def _on_segment(self, segment: Segment) -> None:
+        self.clock.raise_floor(segment.end)
+        if self.config.storage.index_flush_seconds == 0:
+            self.index.flush()
+
+    def _housekeeping(self) -> None:
+        flush_every = self.config.storage.index_flush_seconds or 5.0
+        retention_every = self.config.storage.retention_interval_seconds
+        next_retention = 0.0
+        elapsed = 0.0
+        while not self.stop_event.wait(min(flush_every, retention_every)):
+            elapsed += min(flush_every, retention_every)
+            try:
+                self.index.flush()
+                if elapsed >= next_retention:
+                    self.retention.enforce(self.clock.now())
+                    next_retention = elapsed + retention_every
+                self.write_status()
+            except Exception:  # noqa: BLE001 - e.g. disk full for the index: retry next round
+                log.exception("housekeeping failed; retrying")
+
+    def statuses(self) -> list[CameraStatus]:
+        return [w.status for w in self.workers]
+
+    def write_status(self) -> None:
+        data: dict[str, Any] = {
+            "site": self.config.site,
+            "device": self.config.device,
+            "time": self.clock.now(),
+            "cameras": [s.as_dict() for s in self.statuses()],
+            "retention": {
+                "aged_out": self.retention.total.aged_out,
+                "evicted_for_space": self.retention.total.evicted_for_space,
+                "floor_unmet": self.retention.total.floor_unmet,
+            },
+            "index_pending": self.index.pending,
+        }
+        path = self.root / STATUS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def wait(self) -> None:
+        self.stop_event.wait()
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Stop capture, close open segments, flush the index."""
+        self.stop_event.set()
+        for worker in self.workers:
+            worker.join(timeout)
+            if worker.is_alive():
+                log.error("camera %s did not stop within %.0f s", worker.camera, timeout)
+        self.index.flush()
+        try:
+            self.write_status()
+        except OSError as exc:
+            log.warning("could not write status: %s", exc)
+        self.storage.close()
+        log.info("agent stopped")

@@ -1,0 +1,74 @@
+"""Open a stream with PyAV and read its video packets, with timeouts, file pacing and looping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import av
+
+from edge_agent.capture.sources import StreamSpec
+
+
+class StreamEnded(Exception):
+    """A live stream stopped delivering packets (EOF from the camera or server)."""
+
+
+class StreamOpenError(Exception):
+    """The stream could not be opened; the message is safe to log (no credentials)."""
+
+
+def open_stream(spec: StreamSpec, open_timeout: float, read_timeout: float) -> Any:
+    try:
+        container = av.open(
+            spec.url,
+            format=spec.format,
+            options=dict(spec.options),
+            timeout=(open_timeout, read_timeout),
+        )
+    except av.FFmpegError as exc:
+        raise StreamOpenError(f"{spec.display}: {describe_av_error(exc)}") from None
+    except OSError as exc:
+        raise StreamOpenError(f"{spec.display}: {exc.strerror or exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise StreamOpenError(f"{spec.display}: no video stream")
+    return container
+
+
+def describe_av_error(exc: BaseException) -> str:
+    """FFmpeg's message without the URL (which may hold a password)."""
+    message = getattr(exc, "strerror", None) or str(exc)
+    if "401" in message or "Unauthorized" in message:
+        return "401 Unauthorized: wrong user name or password"
+    if "404" in message or "Not Found" in message:
+        return "404 Not Found: wrong stream path (check the profile or channel)"
+    return str(message)
+
+
+def video_packets(container: Any, spec: StreamSpec, loop: bool) -> Iterator[Any]:
+    """Video packets; a file is paced to real time and, with `loop`, repeated forever."""
+    stream = container.streams.video[0]
+    pace_start: float | None = None
+    pace_offset = 0.0
+    while True:
+        last_t = 0.0
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # demuxer flush packet
+            if not spec.live:
+                t = float(packet.dts * packet.time_base) if packet.dts is not None else last_t
+                last_t = max(last_t, t)
+                if pace_start is None:
+                    pace_start = time.monotonic() - t
+                delay = pace_start + pace_offset + t - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            yield packet
+        if spec.live:
+            raise StreamEnded(f"{spec.display}: stream ended")
+        if not loop:
+            return
+        pace_offset += last_t + 1 / float(stream.average_rate or 15)
+        container.seek(0)

@@ -1,0 +1,78 @@
+"""Local event log: camera offline/back, storage trouble (person events join with the detection issue).
+
+Each event is committed before anything else happens with it, so it survives kill -9 and a power
+cut; the MQTT link (next issue) ships events from here and marks them sent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from edge_agent.events.ids import new_event_id
+
+EVENTS_DB = "events.db"
+
+
+@dataclass(frozen=True)
+class LocalEvent:
+    id: str
+    kind: str  # camera_offline | camera_back | disk_full | ...
+    camera: str | None
+    time: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class EventStore:
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(root / EVENTS_DB, check_same_thread=False, timeout=30)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")  # events are rare and must survive a power cut
+        self._lock = threading.Lock()
+        if "events" not in self.db.table_names():
+            self.db["events"].create(
+                {"id": str, "kind": str, "camera": str, "time": float, "detail": str, "sent": int},
+                pk="id",
+            )
+            self.db["events"].create_index(["time"])
+
+    def record(self, kind: str, camera: str | None, time: float, **detail: Any) -> LocalEvent:
+        event = LocalEvent(new_event_id(time), kind, camera, time, detail)
+        with self._lock, self.db.conn:
+            self.db["events"].insert(
+                {
+                    "id": event.id,
+                    "kind": kind,
+                    "camera": camera,
+                    "time": time,
+                    "detail": json.dumps(detail, sort_keys=True),
+                    "sent": 0,
+                }
+            )
+        return event
+
+    def list(self, camera: str | None = None, kind: str | None = None) -> list[LocalEvent]:
+        where, args = [], []
+        if camera is not None:
+            where.append("camera = ?")
+            args.append(camera)
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        sql = "select * from events" + (" where " + " and ".join(where) if where else "") + " order by id"
+        with self._lock:
+            return [
+                LocalEvent(r["id"], r["kind"], r["camera"], r["time"], json.loads(r["detail"] or "{}"))
+                for r in self.db.query(sql, args)
+            ]
+
+    def close(self) -> None:
+        self.db.conn.close()

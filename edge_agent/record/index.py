@@ -1,0 +1,187 @@
+"""The ring-buffer index: segments and legal holds in SQLite (sqlite-utils, WAL).
+
+The files on disk are the truth; the index is a fast, repairable view of them. That lets
+segment rows be batched (one small commit every `index_flush_seconds`, kind to SD cards):
+a crash before a flush loses no recording, because the repair on start re-indexes files
+the index does not know.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from edge_agent.record.segment import Segment
+
+INDEX_NAME = "index.db"
+
+
+@dataclass(frozen=True)
+class Hold:
+    id: int
+    camera: str
+    start: float
+    end: float
+    reason: str
+    created: float
+
+
+class SegmentIndex:
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.path = root / INDEX_NAME
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt the file;
+        # lost rows come back from the files.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._lock = threading.RLock()
+        self._pending: dict[str, Segment] = {}
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        with self._lock:
+            if "segments" not in self.db.table_names():
+                self.db["segments"].create(
+                    {
+                        "path": str,
+                        "camera": str,
+                        "start": float,
+                        "end": float,
+                        "duration": float,
+                        "bytes": int,
+                        "codec": str,
+                        "width": int,
+                        "height": int,
+                        "keyframes": int,
+                        "salvaged": int,
+                        # Filled by the detection issue: share of frames with motion, persons seen.
+                        "motion": float,
+                        "persons": int,
+                    },
+                    pk="path",
+                    not_null={"camera", "start", "end"},
+                )
+                self.db["segments"].create_index(["camera", "start"])
+                self.db["segments"].create_index(["start"])
+            if "holds" not in self.db.table_names():
+                self.db["holds"].create(
+                    {"id": int, "camera": str, "start": float, "end": float, "reason": str, "created": float},
+                    pk="id",
+                )
+
+    # --- segments -------------------------------------------------------------------------
+    def add(self, segment: Segment) -> None:
+        """Queue a finished segment; `flush` writes the queue in one transaction."""
+        with self._lock:
+            self._pending[segment.path] = segment
+
+    def flush(self) -> int:
+        with self._lock:
+            if not self._pending:
+                return 0
+            rows = [s.row() for s in self._pending.values()]
+            with self.db.conn:
+                self.db["segments"].upsert_all(rows, pk="path", alter=False)
+            self._pending.clear()
+            return len(rows)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def segments(self, camera: str, start: float, end: float) -> list[Segment]:
+        """Segments of `camera` overlapping [start, end], oldest first (pending ones included)."""
+        with self._lock:
+            rows = self.db.query(
+                "select * from segments where camera = ? and end > ? and start < ? order by start",
+                [camera, start, end],
+            )
+            found = {r["path"]: Segment.from_row(r) for r in rows}
+            for seg in self._pending.values():
+                if seg.camera == camera and seg.end > start and seg.start < end:
+                    found[seg.path] = seg
+        return sorted(found.values(), key=lambda s: s.start)
+
+    def known_paths(self) -> set[str]:
+        with self._lock:
+            paths = {r["path"] for r in self.db.query("select path from segments")}
+            return paths | set(self._pending)
+
+    def newest_end(self) -> float:
+        with self._lock:
+            row = next(self.db.query("select max(end) as t from segments"), None)
+            return float(row["t"]) if row and row["t"] is not None else 0.0
+
+    def cameras(self) -> list[str]:
+        with self._lock:
+            return [r["camera"] for r in self.db.query("select distinct camera from segments order by camera")]
+
+    def remove(self, paths: Iterable[str]) -> None:
+        paths = list(paths)
+        with self._lock:
+            for p in paths:
+                self._pending.pop(p, None)
+            with self.db.conn:
+                self.db.executemany("delete from segments where path = ?", [(p,) for p in paths])
+
+    def oldest_unheld(self, limit: int, camera: str | None = None, before: float | None = None) -> list[Segment]:
+        """The oldest segments that no active hold covers, optionally of one camera / ending before."""
+        self.flush()
+        sql = (
+            "select s.* from segments s where not exists (select 1 from holds h where h.camera = s.camera "
+            "and h.start < s.end and h.end > s.start)"
+        )
+        args: list[object] = []
+        if camera is not None:
+            sql += " and s.camera = ?"
+            args.append(camera)
+        if before is not None:
+            sql += " and s.end < ?"
+            args.append(before)
+        sql += " order by s.start limit ?"
+        args.append(limit)
+        with self._lock:
+            return [Segment.from_row(r) for r in self.db.query(sql, args)]
+
+    def totals(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            rows = self.db.query(
+                "select camera, count(*) as segments, sum(bytes) as bytes, min(start) as first, "
+                "max(end) as last from segments group by camera"
+            )
+            return {r.pop("camera"): r for r in rows}
+
+    # --- legal holds ----------------------------------------------------------------------
+    def add_hold(self, camera: str, start: float, end: float, reason: str) -> Hold:
+        if end <= start:
+            raise ValueError("a hold's end must be after its start")
+        created = time.time()
+        with self._lock, self.db.conn:
+            table = self.db["holds"]
+            table.insert({"camera": camera, "start": start, "end": end, "reason": reason, "created": created})
+            hold_id = int(table.last_pk)
+        return Hold(hold_id, camera, start, end, reason, created)
+
+    def release_hold(self, hold_id: int) -> bool:
+        with self._lock, self.db.conn:
+            cursor = self.db.execute("delete from holds where id = ?", [hold_id])
+            return cursor.rowcount > 0
+
+    def holds(self, camera: str | None = None) -> list[Hold]:
+        sql, args = "select * from holds", []
+        if camera is not None:
+            sql, args = sql + " where camera = ?", [camera]
+        with self._lock:
+            return [Hold(**r) for r in self.db.query(sql + " order by id", args)]
+
+    def close(self) -> None:
+        self.flush()
+        self.db.conn.close()

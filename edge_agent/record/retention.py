@@ -1,0 +1,150 @@
+"""Retention: delete the oldest segments when they age out or when the disk runs low.
+
+Two rules, whichever bites first: a per-camera age limit (7 days by default) and a storage
+floor (keep at least `min_free_gb` and `min_free_percent` free). Both delete oldest first and
+never touch a segment that a legal hold covers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent.record.index import SegmentIndex
+from edge_agent.record.segment import Segment
+
+log = logging.getLogger(__name__)
+
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    total: int
+    free: int
+
+
+@dataclass
+class RetentionReport:
+    aged_out: int = 0
+    evicted_for_space: int = 0
+    bytes_freed: int = 0
+    floor_unmet: bool = False
+
+
+def disk_usage(path: Path) -> DiskUsage:
+    usage = shutil.disk_usage(path)
+    return DiskUsage(total=usage.total, free=usage.free)
+
+
+class Retention:
+    def __init__(
+        self,
+        root: Path,
+        index: SegmentIndex,
+        retain_days: dict[str, float],
+        min_free_gb: float,
+        min_free_percent: float,
+        usage: Callable[[Path], DiskUsage] = disk_usage,
+    ) -> None:
+        self.root = root
+        self.index = index
+        self.retain_days = retain_days
+        self.min_free_gb = min_free_gb
+        self.min_free_percent = min_free_percent
+        self.usage = usage
+        self._lock = threading.Lock()  # one eviction at a time (retention loop vs. a full disk)
+        self.total = RetentionReport()
+
+    def floor_bytes(self, total: int) -> int:
+        return max(int(self.min_free_gb * 1024**3), int(total * self.min_free_percent / 100))
+
+    def enforce(self, now: float) -> RetentionReport:
+        report = RetentionReport()
+        with self._lock:
+            self._age_out(now, report)
+            self._keep_floor(report, extra=0)
+        self._add(report)
+        return report
+
+    def make_room(self) -> bool:
+        """Called on ENOSPC: evict down to the floor plus some headroom. True if anything was freed."""
+        report = RetentionReport()
+        with self._lock:
+            # On a full disk the floor is already missed; ask for a little more than the floor so
+            # the writer does not hit ENOSPC again at once.
+            self._keep_floor(report, extra=64 * 1024**2, at_least_one=True)
+        self._add(report)
+        return report.evicted_for_space > 0
+
+    def _age_out(self, now: float, report: RetentionReport) -> None:
+        cameras = set(self.index.cameras()) | set(self.retain_days)
+        for camera in sorted(cameras):
+            days = self.retain_days.get(camera, 7.0)
+            cutoff = now - days * 86400
+            while True:
+                batch = self.index.oldest_unheld(BATCH, camera=camera, before=cutoff)
+                if not batch:
+                    break
+                report.aged_out += len(batch)
+                report.bytes_freed += self._delete(batch)
+                if len(batch) < BATCH:
+                    break
+
+    def _keep_floor(self, report: RetentionReport, extra: int, at_least_one: bool = False) -> None:
+        usage = self.usage(self.root)
+        need = self.floor_bytes(usage.total) + extra
+        while usage.free < need or at_least_one:
+            batch = self.index.oldest_unheld(4 if at_least_one else BATCH)
+            if not batch:
+                report.floor_unmet = usage.free < need
+                if report.floor_unmet:
+                    log.error(
+                        "storage floor not met (%.1f MB free, want %.1f MB) and nothing left to evict "
+                        "(everything is on hold)", usage.free / 1e6, need / 1e6,
+                    )
+                return
+            report.evicted_for_space += len(batch)
+            report.bytes_freed += self._delete(batch)
+            usage = self.usage(self.root)
+            at_least_one = False
+
+    def _delete(self, segments: list[Segment]) -> int:
+        freed = 0
+        for segment in segments:
+            path = self.root / segment.path
+            try:
+                freed += path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            _remove_empty_parents(path.parent, self.root)
+        self.index.remove(s.path for s in segments)
+        return freed
+
+    def _add(self, report: RetentionReport) -> None:
+        if report.aged_out or report.evicted_for_space:
+            log.info(
+                "retention: %d segments aged out, %d evicted for space, %.1f MB freed",
+                report.aged_out, report.evicted_for_space, report.bytes_freed / 1e6,
+            )
+        self.total.aged_out += report.aged_out
+        self.total.evicted_for_space += report.evicted_for_space
+        self.total.bytes_freed += report.bytes_freed
+        self.total.floor_unmet = report.floor_unmet
+
+
+def _remove_empty_parents(directory: Path, root: Path) -> None:
+    # Hour and day directories go when their last segment does; the camera directory stays.
+    for d in (directory, directory.parent):
+        if d == root or d.parent == root:
+            return
+        try:
+            os.rmdir(d)
+        except OSError:
+            return

@@ -1,0 +1,157 @@
+"""One ring-buffer segment: what it is (`Segment`) and how it is written (`SegmentWriter`).
+
+Segments are fragmented MP4 written by stream copy: a fragment is flushed at every keyframe
+and at least once a second, so a power cut leaves a `.part` file whose fragments up to the
+cut still play (the repair on start salvages it). A finished segment is fsynced and renamed
+from `.part` to `.mp4`, so a `.mp4` name always means a complete file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from edge_agent.record.paths import PART_SUFFIX
+
+START_TAG = "diaolou-start="
+FRAGMENT_OPTIONS = {
+    "movflags": "frag_keyframe+empty_moov+default_base_moof",
+    # Also flush mid-GOP so a camera with a long GOP loses at most ~1 s at a power cut.
+    "frag_duration": "1000000",
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A row of the ring-buffer index. Times are epoch seconds, UTC."""
+
+    camera: str
+    start: float
+    end: float
+    path: str  # relative to the storage root
+    bytes: int
+    codec: str
+    width: int
+    height: int
+    keyframes: int
+    salvaged: bool = False
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["duration"] = round(self.duration, 6)
+        row["salvaged"] = int(self.salvaged)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Segment:
+        return cls(
+            camera=row["camera"],
+            start=row["start"],
+            end=row["end"],
+            path=row["path"],
+            bytes=row["bytes"],
+            codec=row["codec"],
+            width=row["width"],
+            height=row["height"],
+            keyframes=row["keyframes"],
+            salvaged=bool(row["salvaged"]),
+        )
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> float:
+    """ISO-8601 to epoch seconds; a time without a zone is taken as UTC."""
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+class SegmentWriter:
+    """Stream-copies packets of one video stream into `<root>/<rel>.part`, renamed on close."""
+
+    def __init__(self, root: Path, rel: str, camera: str, template: Any, start: float) -> None:
+        self.root = root
+        self.rel = rel
+        self.camera = camera
+        self.start = start
+        self.final_path = root / rel
+        self.part_path = root / (rel + PART_SUFFIX)
+        self.final_path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(self.part_path), "w", format="mp4", options=FRAGMENT_OPTIONS)
+        self._container.metadata["comment"] = START_TAG + iso(start)
+        self._stream = self._container.add_stream_from_template(template)
+        if template.codec_context.name == "hevc":
+            self._stream.codec_tag = "hvc1"  # plays in Safari/iOS players too
+        self.codec = template.codec_context.name
+        self.width = template.codec_context.width
+        self.height = template.codec_context.height
+        self.keyframes = 0
+        self.packets = 0
+        self._base: int | None = None
+        self._last_end = 0
+        self.time_base: Fraction = template.time_base
+
+    def write(self, packet: Any, pts: int, dts: int, duration: int) -> None:
+        if self._base is None:
+            self._base = dts
+        packet.pts = pts - self._base
+        packet.dts = dts - self._base
+        packet.duration = duration
+        packet.stream = self._stream
+        self._container.mux(packet)
+        self.packets += 1
+        if packet.is_keyframe:
+            self.keyframes += 1
+        self._last_end = dts - self._base + duration
+
+    @property
+    def seconds(self) -> float:
+        """Video written so far, by the stream's own timestamps."""
+        return float(self._last_end * self.time_base)
+
+    def close(self, end: float) -> Segment:
+        self._container.close()
+        with open(self.part_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.part_path, self.final_path)
+        _fsync_dir(self.final_path.parent)
+        return Segment(
+            camera=self.camera,
+            start=self.start,
+            end=end,
+            path=self.rel,
+            bytes=self.final_path.stat().st_size,
+            codec=self.codec,
+            width=self.width,
+            height=self.height,
+            keyframes=self.keyframes,
+        )
+
+    def abandon(self) -> None:
+        """Close without finishing (disk full, stream error); the .part is left for salvage."""
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001 - the muxer may fail again on a full disk; the .part stays
+            pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
