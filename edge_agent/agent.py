@@ -112,7 +112,7 @@ class Agent:
                     self.retention.enforce(self.clock.now())
                     next_retention = elapsed + retention_every
                 self.write_status()
-            except Exception:  # noqa: BLE001 - e.g. disk full for the index: retry next round
+            except Exception:
                 log.exception("housekeeping failed; retrying")
 
     def statuses(self) -> list[CameraStatus]:

@@ -16,8 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+from pydantic import ValidationError
+
 from edge_agent import __version__
 from edge_agent.config import AgentConfig, ConfigError, load_config
+from edge_agent.config.loader import format_validation_error
 from edge_agent.config.template import parse_camera_arg, render_config
 
 log = logging.getLogger("diaolou.agent")
@@ -79,8 +82,14 @@ def cmd_clip(args: argparse.Namespace) -> int:
     storage = RingBuffer.open(config)
     try:
         manifest = export_clip(
-            storage.root, storage.index, camera, args.start, args.end, Path(args.out),
-            site=config.site, device=config.device,
+            storage.root,
+            storage.index,
+            camera,
+            args.start,
+            args.end,
+            Path(args.out),
+            site=config.site,
+            device=config.device,
         )
     except ClipError as exc:
         raise CommandError(str(exc)) from None
@@ -142,8 +151,17 @@ def cmd_hold_list(args: argparse.Namespace) -> int:
     storage = RingBuffer.open(config)
     try:
         for hold in storage.index.holds(args.camera):
-            print(json.dumps({"hold": hold.id, "camera": hold.camera, "start": iso(hold.start),
-                              "end": iso(hold.end), "reason": hold.reason}))
+            print(
+                json.dumps(
+                    {
+                        "hold": hold.id,
+                        "camera": hold.camera,
+                        "start": iso(hold.start),
+                        "end": iso(hold.end),
+                        "reason": hold.reason,
+                    }
+                )
+            )
     finally:
         storage.close()
     return 0
@@ -189,20 +207,12 @@ def cmd_config_init(args: argparse.Namespace) -> int:
             mqtt=args.mqtt,
             record_only=args.record_only,
         )
+    except ValidationError as exc:
+        raise CommandError(format_validation_error(exc, "config init")) from None
     except ValueError as exc:
-        raise CommandError(str(exc).splitlines()[0] if "validation error" not in str(exc) else _short(exc)) from None
+        raise CommandError(str(exc)) from None
     print(text, end="")
     return 0
-
-
-def _short(exc: ValueError) -> str:
-    from pydantic import ValidationError
-
-    from edge_agent.config.loader import format_validation_error
-
-    if isinstance(exc, ValidationError):
-        return format_validation_error(exc, "config init")
-    return str(exc)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -224,8 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help: str,
-                parent: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    def command(
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help: str,
+        parent: argparse._SubParsersAction[argparse.ArgumentParser] = sub,
+    ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
         return p
@@ -273,11 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", default="site")
     p.add_argument("--device", default="box")
     p.add_argument("--mqtt", help="mqtt://[user:password@]host:port or mqtts://...")
-    p.add_argument("--camera", action="append", default=[], metavar="NAME=SOURCE",
-                   help="rtsp:// URL, video file or /dev/videoN; repeat for more cameras.")
+    p.add_argument(
+        "--camera",
+        action="append",
+        default=[],
+        metavar="NAME=SOURCE",
+        help="rtsp:// URL, video file or /dev/videoN; repeat for more cameras.",
+    )
     p.add_argument("--record-only", action="store_true", help="Cameras record without analysis.")
-    p = command("check", cmd_config_check, "Validate a config file; exit 2 with the error if it is broken.",
-                config_sub)
+    p = command("check", cmd_config_check, "Validate a config file; exit 2 with the error if it is broken.", config_sub)
     p.add_argument("file")
 
     p = command("demo", cmd_demo, "Record a simulated camera into a ring buffer, then cut a clip.")

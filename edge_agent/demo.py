@@ -16,8 +16,7 @@ from types import FrameType
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from edge_agent.config.template import render_config
-from edge_agent.record.clip import ClipError, export_clip
-from edge_agent.record.clip import find_segments
+from edge_agent.record.clip import ClipError, export_clip, find_segments
 from edge_agent.record.segment import iso
 from edge_agent.record.timeline import build_timeline
 from edge_agent.testvideo import make_h264
@@ -42,8 +41,13 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
     video = demo_video(directory)
     config_path = directory / "agent.yaml"
     config_path.write_text(
-        render_config(storage=directory / "recordings", cameras=[("demo-cam", str(video))],
-                      site="demo-village", device="demo-box", record_only=True),
+        render_config(
+            storage=directory / "recordings",
+            cameras=[("demo-cam", str(video))],
+            site="demo-village",
+            device="demo-box",
+            record_only=True,
+        ),
         encoding="utf-8",
     )
     config = load_config(config_path)
@@ -61,8 +65,11 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
     try:
         while not agent.stop_event.wait(5):
             for status in agent.statuses():
-                print(f"  {status.camera}: {status.state}, {status.fps} fps, {status.segments} segments, "
-                      f"{status.bytes / 1e6:.1f} MB", flush=True)
+                print(
+                    f"  {status.camera}: {status.state}, {status.fps} fps, {status.segments} segments, "
+                    f"{status.bytes / 1e6:.1f} MB",
+                    flush=True,
+                )
             if seconds is not None and time.time() - started >= seconds:
                 break
     finally:
@@ -88,8 +95,16 @@ def _report(config_path: Path, started: float) -> int:
         last = timeline.spans[-1]
         out = config.storage.root.parent / "clips" / "last-15s.mp4"
         try:
-            manifest = export_clip(storage.root, storage.index, "demo-cam", max(last.start, last.end - 15), last.end,
-                                   out, site=config.site, device=config.device)
+            manifest = export_clip(
+                storage.root,
+                storage.index,
+                "demo-cam",
+                max(last.start, last.end - 15),
+                last.end,
+                out,
+                site=config.site,
+                device=config.device,
+            )
         except ClipError as exc:
             print(f"clip: {exc}")
             return 1

@@ -27,7 +27,7 @@ def make_h264(
     """Write an H.264 MP4 with a keyframe every `gop` frames (default: every second)."""
     gop = gop or fps
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = int(round(seconds * fps))
+    frames = round(seconds * fps)
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height = width, height

@@ -7,7 +7,7 @@ and validates them so a typo in a shipped profile fails the tests, not an instal
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -51,7 +51,7 @@ def profile_names() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_profile(name: str) -> Profile:
     if name not in profile_names():
         raise ProfileError(f"unknown camera profile {name!r}; known: {', '.join(profile_names())}")

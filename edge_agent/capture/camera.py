@@ -16,7 +16,13 @@ import av
 
 from edge_agent.capture.backoff import Backoff
 from edge_agent.capture.sources import CameraSources
-from edge_agent.capture.stream import StreamEnded, StreamOpenError, describe_av_error, open_stream, video_packets
+from edge_agent.capture.stream import (
+    StreamEnded,
+    StreamOpenError,
+    describe_av_error,
+    open_stream,
+    video_packets,
+)
 from edge_agent.capture.timestamps import TimestampSanitizer
 from edge_agent.clock import WallClock
 from edge_agent.config.schema import CameraConfig
@@ -77,14 +83,14 @@ class CameraWorker(threading.Thread):
                 self._session(backoff)
             except UnsupportedCodec as exc:
                 self._down("error", str(exc))
-                backoff._next = backoff.maximum  # misconfigured camera: retry rarely  # noqa: SLF001
+                backoff._next = backoff.maximum  # misconfigured camera: retry rarely
             except StreamOpenError as exc:
                 self._down("offline", str(exc))
             except StreamEnded as exc:
                 self._down("offline", str(exc))
             except av.FFmpegError as exc:
                 self._down("offline", f"{self.sources.main.display}: {describe_av_error(exc)}")
-            except Exception as exc:  # noqa: BLE001 - never let one camera take the agent down
+            except Exception as exc:
                 log.exception("camera %s: unexpected error", self.camera)
                 self._down("error", f"{type(exc).__name__}: {exc}")
             if self.stop_event.is_set():
@@ -111,9 +117,7 @@ class CameraWorker(threading.Thread):
                 if self.stop_event.is_set():
                     break
                 arrival = self.clock.now()
-                stamped = sanitizer(
-                    packet.pts, packet.dts, None if last_arrival is None else arrival - last_arrival
-                )
+                stamped = sanitizer(packet.pts, packet.dts, None if last_arrival is None else arrival - last_arrival)
                 last_arrival = arrival
                 if self.status.state != "online":
                     self._up(arrival)

@@ -14,6 +14,7 @@ from edge_agent.capture.kinds import SourceKind, classify, mask_secrets
 from edge_agent.config.schema import CameraConfig
 from firmware_configs import load_profile
 
+
 @dataclass(frozen=True)
 class StreamSpec:
     kind: SourceKind
@@ -49,10 +50,11 @@ def _with_credentials(url: str, camera: CameraConfig) -> str:
     return url.replace("://", "://" + userinfo, 1)
 
 
-def stream_spec(source: str, camera: CameraConfig) -> StreamSpec:
+def stream_spec(source: str, camera: CameraConfig, from_profile: bool = False) -> StreamSpec:
     kind = classify(source)
     if kind == "rtsp":
-        url = _with_credentials(source, camera)
+        # A profile's template places the credentials itself (some firmware wants them in the path).
+        url = source if from_profile else _with_credentials(source, camera)
         # stimeout/timeout are in microseconds; the read timeout also guards a stalled TCP session.
         timeout_us = str(int(camera.reconnect.read_timeout_seconds * 1_000_000))
         options = {"rtsp_transport": camera.transport, "timeout": timeout_us, "allowed_media_types": "video"}
@@ -67,6 +69,7 @@ def stream_spec(source: str, camera: CameraConfig) -> StreamSpec:
 def resolve_sources(camera: CameraConfig) -> CameraSources:
     main_url = camera.source
     detect_url = camera.detect_source
+    main_from_profile = detect_from_profile = False
     if camera.profile is not None and camera.host is not None:
         profile = load_profile(camera.profile)
         values = {
@@ -80,10 +83,12 @@ def resolve_sources(camera: CameraConfig) -> CameraSources:
         if camera.username:
             values["userinfo"] = f"{values['user']}:{values['password']}@"
         if main_url is None:
-            main_url = profile.main_url.format(**values)
+            main_url, main_from_profile = profile.main_url.format(**values), True
         if detect_url is None and profile.sub_url is not None:
-            detect_url = profile.sub_url.format(**values)
+            detect_url, detect_from_profile = profile.sub_url.format(**values), True
     assert main_url is not None  # guaranteed by CameraConfig's validator
-    main = stream_spec(main_url, camera)
-    detect = stream_spec(detect_url, camera) if detect_url and detect_url != main_url else None
+    main = stream_spec(main_url, camera, main_from_profile)
+    detect = None
+    if detect_url and detect_url != main_url:
+        detect = stream_spec(detect_url, camera, detect_from_profile)
     return CameraSources(main=main, detect=detect)

@@ -55,7 +55,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         raise ConfigError(format_validation_error(exc, source)) from None
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
-    _check_password_files(config, source)
+    _check_references(config, source)
     return config
 
 
@@ -135,9 +135,14 @@ def _expand_env(value: Any, source: str, path: tuple[str, ...]) -> Any:
     return value
 
 
-def _check_password_files(config: AgentConfig, source: str) -> None:
+def _check_references(config: AgentConfig, source: str) -> None:
+    from firmware_configs import profile_names
+
     for name, camera in config.cameras.items():
-        if camera.password_file is not None and not os.access(camera.password_file, os.R_OK):
+        if camera.profile is not None and camera.profile not in profile_names():
             raise ConfigError(
-                f"{source}: cameras.{name}.password_file: cannot read {camera.password_file}"
+                f"{source}: cameras.{name}.profile: unknown camera profile {camera.profile!r} "
+                f"(known: {', '.join(profile_names())})"
             )
+        if camera.password_file is not None and not os.access(camera.password_file, os.R_OK):
+            raise ConfigError(f"{source}: cameras.{name}.password_file: cannot read {camera.password_file}")

@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from edge_agent.capture.kinds import classify
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from edge_agent.capture.kinds import classify
 
 # Camera names become directory names and (later) MQTT topic levels: keep them to a safe alphabet.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -107,9 +108,9 @@ class CameraConfig(Strict):
     transport: Transport = Field(
         "tcp", description="RTSP transport: tcp (interleaved, survives lossy links and NAT) or udp."
     )
-    record: RecordConfig = Field(default_factory=RecordConfig)  # type: ignore[arg-type]
-    detect: DetectConfig = Field(default_factory=DetectConfig)  # type: ignore[arg-type]
-    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)  # type: ignore[arg-type]
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
 
     @field_validator("source", "detect_source")
     @classmethod
@@ -168,17 +169,17 @@ class Defaults(Strict):
     """Values merged into every camera; a camera's own keys win."""
 
     transport: Transport = Field("tcp", description="Default RTSP transport.")
-    record: RecordConfig = Field(default_factory=RecordConfig)  # type: ignore[arg-type]
-    detect: DetectConfig = Field(default_factory=DetectConfig)  # type: ignore[arg-type]
-    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)  # type: ignore[arg-type]
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
 
 
 class AgentConfig(Strict):
     site: Name = Field("site", description="Site id (village or dormitory); used in MQTT topics.")
     device: Name = Field("box", description="This box's id, unique within the site.")
-    storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)  # type: ignore[arg-type]
-    defaults: Defaults = Field(default_factory=Defaults)  # type: ignore[arg-type]
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    defaults: Defaults = Field(default_factory=Defaults)
     cameras: dict[Name, CameraConfig] = Field(
         default_factory=dict, description="Cameras by id (lower-case letters, digits, - and _)."
     )

@@ -38,16 +38,16 @@ class EventStore:
         self.db.execute("PRAGMA synchronous=FULL")  # events are rare and must survive a power cut
         self._lock = threading.Lock()
         if "events" not in self.db.table_names():
-            self.db["events"].create(
+            self.db.table("events").create(
                 {"id": str, "kind": str, "camera": str, "time": float, "detail": str, "sent": int},
                 pk="id",
             )
-            self.db["events"].create_index(["time"])
+            self.db.table("events").create_index(["time"])
 
     def record(self, kind: str, camera: str | None, time: float, **detail: Any) -> LocalEvent:
         event = LocalEvent(new_event_id(time), kind, camera, time, detail)
         with self._lock, self.db.conn:
-            self.db["events"].insert(
+            self.db.table("events").insert(
                 {
                     "id": event.id,
                     "kind": kind,

@@ -21,7 +21,7 @@ import av
 
 from edge_agent import __version__
 from edge_agent.record.index import SegmentIndex
-from edge_agent.record.repair import repair
+from edge_agent.record.repair import _time_base, repair
 from edge_agent.record.segment import Segment, iso
 from edge_agent.record.timeline import build_timeline
 
@@ -161,7 +161,7 @@ def _packets(root: Path, segment: Segment) -> Any:
                 continue
             if first is None:
                 first = packet.dts
-            yield segment.start + float((packet.dts - first) * stream.time_base), packet, stream
+            yield segment.start + float((packet.dts - first) * _time_base(stream)), packet, stream
 
 
 def _remux(root: Path, segments: list[Segment], start: float, end: float, tmp: Path) -> tuple[float, float, int]:

@@ -49,7 +49,7 @@ class SegmentIndex:
     def _ensure_schema(self) -> None:
         with self._lock:
             if "segments" not in self.db.table_names():
-                self.db["segments"].create(
+                self.db.table("segments").create(
                     {
                         "path": str,
                         "camera": str,
@@ -69,10 +69,10 @@ class SegmentIndex:
                     pk="path",
                     not_null={"camera", "start", "end"},
                 )
-                self.db["segments"].create_index(["camera", "start"])
-                self.db["segments"].create_index(["start"])
+                self.db.table("segments").create_index(["camera", "start"])
+                self.db.table("segments").create_index(["start"])
             if "holds" not in self.db.table_names():
-                self.db["holds"].create(
+                self.db.table("holds").create(
                     {"id": int, "camera": str, "start": float, "end": float, "reason": str, "created": float},
                     pk="id",
                 )
@@ -89,7 +89,7 @@ class SegmentIndex:
                 return 0
             rows = [s.row() for s in self._pending.values()]
             with self.db.conn:
-                self.db["segments"].upsert_all(rows, pk="path", alter=False)
+                self.db.table("segments").upsert_all(rows, pk="path", alter=False)
             self._pending.clear()
             return len(rows)
 
@@ -130,7 +130,7 @@ class SegmentIndex:
             for p in paths:
                 self._pending.pop(p, None)
             with self.db.conn:
-                self.db.executemany("delete from segments where path = ?", [(p,) for p in paths])
+                self.db.conn.executemany("delete from segments where path = ?", [(p,) for p in paths])
 
     def oldest_unheld(self, limit: int, camera: str | None = None, before: float | None = None) -> list[Segment]:
         """The oldest segments that no active hold covers, optionally of one camera / ending before."""
@@ -165,9 +165,9 @@ class SegmentIndex:
             raise ValueError("a hold's end must be after its start")
         created = time.time()
         with self._lock, self.db.conn:
-            table = self.db["holds"]
+            table = self.db.table("holds")
             table.insert({"camera": camera, "start": start, "end": end, "reason": reason, "created": created})
-            hold_id = int(table.last_pk)
+            hold_id = int(str(table.last_pk))
         return Hold(hold_id, camera, start, end, reason, created)
 
     def release_hold(self, hold_id: int) -> bool:

@@ -35,9 +35,9 @@ def parse_relpath(rel: str) -> tuple[str, float] | None:
     if m is None:
         return None
     try:
-        dt = datetime.strptime(
-            f"{m['date']} {m['hour']}:{m['minute']}:{m['second']}", "%Y-%m-%d %H:%M:%S"
-        ).replace(tzinfo=UTC)
+        dt = datetime.strptime(f"{m['date']} {m['hour']}:{m['minute']}:{m['second']}", "%Y-%m-%d %H:%M:%S").replace(
+            tzinfo=UTC
+        )
     except ValueError:
         return None
     return m["camera"], dt.timestamp()

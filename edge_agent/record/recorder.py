@@ -157,4 +157,6 @@ class SegmentRecorder:
             if segment is not None:
                 self._record(segment)
         if not freed:
-            log.error("camera %s: no segment could be evicted (all on hold?); recording paused until space", self.camera)
+            log.error(
+                "camera %s: no segment could be evicted (all on hold?); recording paused until space", self.camera
+            )

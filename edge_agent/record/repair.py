@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def probe_segment(root: Path, rel: str, salvaged: bool = False) -> Segment | Non
             keyframes, first, last_end = _scan(container, stream)
             if keyframes == 0 or first is None:
                 return None
-            seconds = float((last_end - first) * stream.time_base)
+            seconds = float((last_end - first) * _time_base(stream))
             ctx = stream.codec_context
             return Segment(
                 camera=camera,
@@ -62,6 +63,12 @@ def probe_segment(root: Path, rel: str, salvaged: bool = False) -> Segment | Non
     except (av.FFmpegError, OSError, ValueError) as exc:
         log.warning("cannot read segment %s: %s", rel, exc)
         return None
+
+
+def _time_base(stream: Any) -> Fraction:
+    if stream.time_base is None:
+        raise ValueError("stream has no time base")
+    return Fraction(stream.time_base)
 
 
 def _tagged_start(metadata: dict[str, str]) -> float | None:

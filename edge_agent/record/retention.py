@@ -106,7 +106,9 @@ class Retention:
                 if report.floor_unmet:
                     log.error(
                         "storage floor not met (%.1f MB free, want %.1f MB) and nothing left to evict "
-                        "(everything is on hold)", usage.free / 1e6, need / 1e6,
+                        "(everything is on hold)",
+                        usage.free / 1e6,
+                        need / 1e6,
                     )
                 return
             report.evicted_for_space += len(batch)
@@ -131,7 +133,9 @@ class Retention:
         if report.aged_out or report.evicted_for_space:
             log.info(
                 "retention: %d segments aged out, %d evicted for space, %.1f MB freed",
-                report.aged_out, report.evicted_for_space, report.bytes_freed / 1e6,
+                report.aged_out,
+                report.evicted_for_space,
+                report.bytes_freed / 1e6,
             )
         self.total.aged_out += report.aged_out
         self.total.evicted_for_space += report.evicted_for_space

@@ -8,6 +8,7 @@ from `.part` to `.mp4`, so a `.mp4` name always means a complete file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -143,10 +144,8 @@ class SegmentWriter:
 
     def abandon(self) -> None:
         """Close without finishing (disk full, stream error); the .part is left for salvage."""
-        try:
+        with contextlib.suppress(Exception):
             self._container.close()
-        except Exception:  # noqa: BLE001 - the muxer may fail again on a full disk; the .part stays
-            pass
 
 
 def _fsync_dir(path: Path) -> None:
