@@ -59,9 +59,7 @@ def test_clip_starts_at_keyframe_before_start_and_covers_end(
     # Manifest: hashes of the clip and of every source segment, written beside the clip.
     on_disk = json.loads(Path(str(out) + ".manifest.json").read_text())
     assert on_disk["sha256"] == sha256(out) == manifest.sha256
-    assert [s["path"] for s in on_disk["sources"]] == [
-        f"cam/2026-09-21/14/13.{sec:02d}.mp4" for sec in (28, 32, 36)
-    ]
+    assert [s["path"] for s in on_disk["sources"]] == [f"cam/2026-09-21/14/13.{sec:02d}.mp4" for sec in (28, 32, 36)]
     for src in on_disk["sources"]:
         assert src["sha256"] == sha256(root / src["path"])
     assert on_disk["site"] == "v1" and on_disk["camera"] == "cam" and on_disk["gaps"] == []
@@ -114,35 +112,95 @@ def test_cli_clip_timeline_and_unknown_camera(tmp_path: Path, h264_file: Path) -
     cfg.write_text(f"storage: {{root: {root}}}\ncameras:\n  shop: {{source: rtsp://h/s}}\n")
     out = tmp_path / "c.mp4"
     run = subprocess.run(
-        agent_cmd("clip", "--config", str(cfg), "--camera", "shop", "--start", iso(START + 2),
-                  "--end", "2026-09-21T14:13:29+00:00", "--out", str(out)),
-        capture_output=True, text=True,
+        agent_cmd(
+            "clip",
+            "--config",
+            str(cfg),
+            "--camera",
+            "shop",
+            "--start",
+            iso(START + 2),
+            "--end",
+            "2026-09-21T14:13:29+00:00",
+            "--out",
+            str(out),
+        ),
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["sha256"] == sha256(out)
     assert out.with_name("c.mp4.manifest.json").exists()
     tl = subprocess.run(
-        agent_cmd("timeline", "--config", str(cfg), "--camera", "shop", "--start", iso(START - 10),
-                  "--end", iso(START + 30), "--json"),
-        capture_output=True, text=True, check=True,
+        agent_cmd(
+            "timeline",
+            "--config",
+            str(cfg),
+            "--camera",
+            "shop",
+            "--start",
+            iso(START - 10),
+            "--end",
+            iso(START + 30),
+            "--json",
+        ),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(tl.stdout)["recorded_seconds"] == pytest.approx(12)
     bad = subprocess.run(
-        agent_cmd("clip", "--config", str(cfg), "--camera", "../../etc", "--start", iso(START),
-                  "--end", iso(START + 5), "--out", str(out)),
-        capture_output=True, text=True,
+        agent_cmd(
+            "clip",
+            "--config",
+            str(cfg),
+            "--camera",
+            "../../etc",
+            "--start",
+            iso(START),
+            "--end",
+            iso(START + 5),
+            "--out",
+            str(out),
+        ),
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode == 1 and "unknown camera '../../etc'" in bad.stderr
     empty = subprocess.run(
-        agent_cmd("clip", "--config", str(cfg), "--camera", "shop", "--start", iso(START + 900),
-                  "--end", iso(START + 905), "--out", str(tmp_path / "e.mp4")),
-        capture_output=True, text=True,
+        agent_cmd(
+            "clip",
+            "--config",
+            str(cfg),
+            "--camera",
+            "shop",
+            "--start",
+            iso(START + 900),
+            "--end",
+            iso(START + 905),
+            "--out",
+            str(tmp_path / "e.mp4"),
+        ),
+        capture_output=True,
+        text=True,
     )
     assert empty.returncode == 1 and "no recording for camera 'shop'" in empty.stderr
     assert not (tmp_path / "e.mp4").exists()
     badtime = subprocess.run(
-        agent_cmd("clip", "--config", str(cfg), "--camera", "shop", "--start", "yesterday",
-                  "--end", iso(START), "--out", str(out)),
-        capture_output=True, text=True,
+        agent_cmd(
+            "clip",
+            "--config",
+            str(cfg),
+            "--camera",
+            "shop",
+            "--start",
+            "yesterday",
+            "--end",
+            iso(START),
+            "--out",
+            str(out),
+        ),
+        capture_output=True,
+        text=True,
     )
     assert badtime.returncode == 2 and "not an ISO-8601 time" in badtime.stderr

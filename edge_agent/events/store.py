@@ -35,6 +35,9 @@ class EventStore:
         conn = sqlite3.connect(root / EVENTS_DB, check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # Keep the write-ahead log small: it shares the disk (often an SD card) with the video.
+        self.db.execute("PRAGMA wal_autocheckpoint=64")
+        self.db.execute("PRAGMA journal_size_limit=262144")
         self.db.execute("PRAGMA synchronous=FULL")  # events are rare and must survive a power cut
         self._lock = threading.Lock()
         if "events" not in self.db.table_names():

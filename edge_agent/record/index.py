@@ -8,6 +8,7 @@ the index does not know.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -20,6 +21,7 @@ import sqlite_utils
 from edge_agent.record.segment import Segment
 
 INDEX_NAME = "index.db"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class SegmentIndex:
         conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # Keep the write-ahead log small: it shares the disk (often an SD card) with the video.
+        self.db.execute("PRAGMA wal_autocheckpoint=64")
+        self.db.execute("PRAGMA journal_size_limit=262144")
         # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt the file;
         # lost rows come back from the files.
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -88,8 +93,16 @@ class SegmentIndex:
             if not self._pending:
                 return 0
             rows = [s.row() for s in self._pending.values()]
-            with self.db.conn:
-                self.db.table("segments").upsert_all(rows, pk="path", alter=False)
+            try:
+                with self.db.conn:
+                    self.db.table("segments").upsert_all(rows, pk="path", alter=False)
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc):
+                    raise
+                # Disk full: keep the rows queued for the next flush; if the process dies first,
+                # the start-up repair re-indexes the files. Never lose video over its index.
+                log.warning("index not written (%s); %d segments stay queued", exc, len(rows))
+                return 0
             self._pending.clear()
             return len(rows)
 

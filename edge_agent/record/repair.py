@@ -87,6 +87,8 @@ def _scan(container: Any, stream: Any) -> tuple[int, int | None, int]:
         for packet in container.demux(stream):
             if packet.dts is None:
                 continue
+            if packet.is_corrupt:
+                break
             if first is None:
                 first = packet.dts
             keyframes += int(packet.is_keyframe)
@@ -116,6 +118,8 @@ def salvage_part(root: Path, part_rel: str) -> Segment | None:
                     for packet in src.demux(stream):
                         if packet.dts is None:
                             continue
+                        if packet.is_corrupt:
+                            break  # the sample cut off by the crash; everything after it is gone too
                         packet.stream = out
                         dst.mux(packet)
                         written += 1

@@ -78,7 +78,8 @@ class Retention:
         with self._lock:
             # On a full disk the floor is already missed; ask for a little more than the floor so
             # the writer does not hit ENOSPC again at once.
-            self._keep_floor(report, extra=64 * 1024**2, at_least_one=True)
+            total = self.usage(self.root).total
+            self._keep_floor(report, extra=min(64 * 1024**2, total // 50), at_least_one=True)
         self._add(report)
         return report.evicted_for_space > 0
 
@@ -100,19 +101,26 @@ class Retention:
         usage = self.usage(self.root)
         need = self.floor_bytes(usage.total) + extra
         while usage.free < need or at_least_one:
-            batch = self.index.oldest_unheld(4 if at_least_one else BATCH)
-            if not batch:
+            candidates = self.index.oldest_unheld(BATCH)
+            if not candidates:
                 report.floor_unmet = usage.free < need
                 if report.floor_unmet:
                     log.error(
                         "storage floor not met (%.1f MB free, want %.1f MB) and nothing left to evict "
-                        "(everything is on hold)",
+                        "(no unheld segment remains; check legal holds and what else fills the disk)",
                         usage.free / 1e6,
                         need / 1e6,
                     )
                 return
-            report.evicted_for_space += len(batch)
-            report.bytes_freed += self._delete(batch)
+            # Oldest first, only as many as cover the deficit (never a whole batch for a few bytes).
+            deficit, chosen = need - usage.free, []
+            for segment in candidates:
+                chosen.append(segment)
+                deficit -= segment.bytes
+                if deficit <= 0:
+                    break
+            report.evicted_for_space += len(chosen)
+            report.bytes_freed += self._delete(chosen)
             usage = self.usage(self.root)
             at_least_one = False
 

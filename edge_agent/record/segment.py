@@ -9,6 +9,7 @@ from `.part` to `.mp4`, so a `.mp4` name always means a complete file.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -92,7 +93,12 @@ class SegmentWriter:
         self.final_path = root / rel
         self.part_path = root / (rel + PART_SUFFIX)
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.part_path), "w", format="mp4", options=FRAGMENT_OPTIONS)
+        self._file = _SegmentFile(self.part_path)
+        try:
+            self._container = av.open(self._file, "w", format="mp4", options=FRAGMENT_OPTIONS)
+        except BaseException:
+            self._file.close()
+            raise
         self._container.metadata["comment"] = START_TAG + iso(start)
         self._stream = self._container.add_stream_from_template(template)
         if template.codec_context.name == "hevc":
@@ -125,9 +131,11 @@ class SegmentWriter:
         return float(self._last_end * self.time_base)
 
     def close(self, end: float) -> Segment:
-        self._container.close()
-        with open(self.part_path, "rb") as fh:
-            os.fsync(fh.fileno())
+        try:
+            self._container.close()
+            os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
         os.replace(self.part_path, self.final_path)
         _fsync_dir(self.final_path.parent)
         return Segment(
@@ -146,6 +154,48 @@ class SegmentWriter:
         """Close without finishing (disk full, stream error); the .part is left for salvage."""
         with contextlib.suppress(Exception):
             self._container.close()
+        self._file.close()
+
+
+class _SegmentFile(io.RawIOBase):
+    """The file FFmpeg writes a segment through.
+
+    FFmpeg's own file writer can drop a buffer on ENOSPC and go on writing the next ones, which
+    leaves a segment with holes that still looks whole. Writing through Python, a failed or
+    short write raises OSError(ENOSPC) in `mux()` at once, so the recorder knows exactly where
+    the good part of the file ends.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.write(self._fd, view[done:])  # a short write is retried; ENOSPC raises
+        return done
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return os.lseek(self._fd, offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self._fd, 0, io.SEEK_CUR)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -24,8 +24,9 @@ def record_file(
     stop_after: float | None = None,
 ) -> list[Segment]:
     made: list[Segment] = []
-    recorder = SegmentRecorder(root, camera, RecordConfig(segment_seconds=segment_seconds), index,
-                               on_segment=made.append)
+    recorder = SegmentRecorder(
+        root, camera, RecordConfig(segment_seconds=segment_seconds), index, on_segment=made.append
+    )
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         recorder.set_stream(stream)

@@ -1,0 +1,185 @@
+"""Retention: age limit and storage floor, oldest first, never what is on legal hold; disk full."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_agent.record import segment as segment_module
+from edge_agent.record.index import SegmentIndex
+from edge_agent.record.recorder import SegmentRecorder
+from edge_agent.record.retention import DiskUsage, Retention
+from edge_agent.record.segment import iso
+from tests.conftest import agent_cmd, ffmpeg_decodes
+from tests.support.recording import record_file
+
+DAY = 86400.0
+START = 1_790_000_000.0
+
+
+def fill(root: Path, index: SegmentIndex, video: Path, camera: str, starts: list[float]) -> None:
+    for start in starts:
+        record_file(root, index, video, camera=camera, start=start, segment_seconds=4, stop_after=4)
+
+
+def files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.mp4"))
+
+
+def test_age_limit_per_camera_deletes_oldest_and_spares_holds(tmp_path: Path, h264_file: Path) -> None:
+    root = tmp_path / "rec"
+    index = SegmentIndex(root)
+    days_ago = [9, 8, 6.5, 2, 0.1]
+    fill(root, index, h264_file, "shop", [START - d * DAY for d in days_ago])
+    fill(root, index, h264_file, "lane", [START - d * DAY for d in days_ago])
+    held = index.add_hold("shop", START - 9 * DAY - 1, START - 9 * DAY + 2, "case 2026-117")
+    retention = Retention(root, index, {"shop": 7, "lane": 3}, min_free_gb=0, min_free_percent=0)
+    report = retention.enforce(now=START)
+    kept = {
+        (s.camera, round((START - s.start) / DAY, 1))
+        for cam in ("shop", "lane")
+        for s in index.segments(cam, 0, START + 10)
+    }
+    # shop keeps 7 days plus the held 9-day-old segment; lane keeps 3 days.
+    assert kept == {("shop", 9.0), ("shop", 6.5), ("shop", 2.0), ("shop", 0.1), ("lane", 2.0), ("lane", 0.1)}
+    assert report.aged_out == 4
+    assert len(files(root)) == 6  # the files went with the rows
+    # Released, the old segment goes at the next pass.
+    assert index.release_hold(held.id)
+    retention.enforce(now=START)
+    assert len(index.segments("shop", 0, START + 10)) == 3
+
+
+def test_storage_floor_evicts_oldest_across_cameras(tmp_path: Path, h264_file: Path) -> None:
+    root = tmp_path / "rec"
+    index = SegmentIndex(root)
+    fill(root, index, h264_file, "a", [START - 300, START - 100])
+    fill(root, index, h264_file, "b", [START - 200, START - 50])
+    index.add_hold("a", START - 301, START - 290, "evidence")
+    sizes = {s.path: s.bytes for cam in "ab" for s in index.segments(cam, 0, START)}
+
+    def usage(path: Path) -> DiskUsage:
+        used = sum(p.stat().st_size for p in root.rglob("*.mp4"))
+        return DiskUsage(total=10 * 1024**3, free=10 * 1024**3 - 9 * 1024**3 - used)
+
+    # Floor: 1 GB free. Free is 1 GB minus what is recorded: every unheld segment must go, oldest
+    # first, and the held one stays even though the floor is still missed.
+    retention = Retention(root, index, {}, min_free_gb=1.0, min_free_percent=0, usage=usage)
+    report = retention.enforce(now=START)
+    assert report.evicted_for_space == 3 and report.aged_out == 0
+    assert report.floor_unmet
+    assert index.oldest_unheld(10) == []
+    held = [p for p in sizes if p.startswith("a/2026-09-21/14/08")]
+    assert files(root) == held and len(held) == 1
+
+
+def test_floor_evicts_only_what_the_deficit_needs(tmp_path: Path, h264_file: Path) -> None:
+    root = tmp_path / "rec"
+    index = SegmentIndex(root)
+    fill(root, index, h264_file, "a", [START - 400, START - 300, START - 200, START - 100])
+    segments = index.segments("a", 0, START)
+    total = 100 * 1024**3
+    floor = total * 5 // 100
+
+    def usage(path: Path) -> DiskUsage:
+        # Short of the floor by a bit more than one segment until the two oldest are gone.
+        present = sum((root / s.path).stat().st_size for s in segments if (root / s.path).exists())
+        all_bytes = sum(s.bytes for s in segments)
+        return DiskUsage(total=total, free=floor - (segments[0].bytes + 10) + (all_bytes - present))
+
+    retention = Retention(root, index, {}, min_free_gb=0, min_free_percent=5, usage=usage)
+    report = retention.enforce(now=START)
+    assert report.evicted_for_space == 2
+    assert [s.start for s in index.segments("a", 0, START)] == [START - 200, START - 100]
+
+
+def test_injected_disk_full_keeps_recording(tmp_path: Path, h264_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC in the middle of a segment: the written part is kept, old video evicted, recording goes on."""
+    root = tmp_path / "rec"
+    index = SegmentIndex(root)
+    fill(root, index, h264_file, "cam", [START - 1000, START - 900])
+    calls = {"n": 0}
+    real_write = segment_module.SegmentWriter.write
+
+    def flaky_write(self: segment_module.SegmentWriter, *args: object, **kw: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 100:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(segment_module.SegmentWriter, "write", flaky_write)
+    retention = Retention(root, index, {}, min_free_gb=0, min_free_percent=0)
+    evictions: list[bool] = []
+
+    def make_room() -> bool:
+        evictions.append(retention.make_room())
+        return evictions[-1]
+
+    original_init = SegmentRecorder.__init__
+
+    def init(self: SegmentRecorder, *a: object, **kw: object) -> None:
+        original_init(self, *a, **kw)  # type: ignore[arg-type]
+        self.make_room = make_room
+
+    monkeypatch.setattr(SegmentRecorder, "__init__", init)
+    made = record_file(root, index, h264_file, camera="cam", start=START, segment_seconds=4, stop_after=20)
+    assert evictions == [True]
+    # Only the oldest segment went to make room.
+    assert [s.start for s in index.segments("cam", START - 1001, START - 890)] == [START - 900]
+    # Packet 100 (6.6 s) failed: the segment in progress was kept up to there, then recording resumed
+    # at the next keyframe; no .part is left behind.
+    assert not list(root.rglob("*.part"))
+    assert any(s.salvaged for s in made)
+    covered = sum(s.duration for s in made)
+    assert 17 <= covered < 20
+    for s in made:
+        ok, errors = ffmpeg_decodes(root / s.path)
+        assert ok, errors
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.fail("the disk-full test mounts a tmpfs and needs root (CI runs as root)")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_real_full_filesystem_never_crashes_the_agent(tiny_fs: Path, h264_file: Path, tmp_path: Path) -> None:
+    """A filesystem with room for ~20 s of video, recorded for 30 s: the agent runs on, evicts the
+    oldest, and says so."""
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        f"storage: {{root: {tiny_fs}, min_free_gb: 0, min_free_percent: 0, retention_interval_seconds: 3600,"
+        f" index_flush_seconds: 1}}\n"
+        f"cameras:\n  cam: {{source: {h264_file}, record: {{segment_seconds: 2}}}}\n"
+    )
+    # Fill the disk faster than real time: a big file takes most of the space first.
+    import shutil
+
+    (tiny_fs / "ballast").write_bytes(b"\0" * (shutil.disk_usage(tiny_fs).free - 800_000))
+    proc = subprocess.run(
+        agent_cmd("run", "--config", str(cfg), "--seconds", "30"), capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "disk full while recording" in proc.stderr
+    assert "evict" in proc.stderr
+    segs = sorted(tiny_fs.rglob("*.mp4"))
+    assert segs, proc.stderr[-2000:]
+    for seg in segs:
+        ok, errors = ffmpeg_decodes(seg)
+        assert ok, errors
+    # The newest video is there (recording went on after the disk filled).
+    index = SegmentIndex(tiny_fs)
+    newest = max(s.end for s in index.segments("cam", 0, 4e9))
+    oldest = min(s.start for s in index.segments("cam", 0, 4e9))
+    assert newest - oldest < 29
+    print(iso(oldest), iso(newest))
