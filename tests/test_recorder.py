@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import av
@@ -23,7 +24,7 @@ def test_segments_are_keyframe_cut_stream_copies_that_play(tmp_path: Path, h264_
     # 40 s at one keyframe per second, cut after >= 4 s: ten 4-second segments.
     assert [round(s.duration, 3) for s in segments] == [4.0] * 10
     # Chained: each starts where the previous ended, no false gaps.
-    for a, b in zip(segments, segments[1:], strict=False):
+    for a, b in itertools.pairwise(segments):
         assert b.start == pytest.approx(a.end)
     total = 0
     for seg in segments:
@@ -66,9 +67,11 @@ def test_index_rows_match_segments_and_are_batched(tmp_path: Path, h264_file: Pa
 def test_unsupported_codec_is_a_clear_error(tmp_path: Path) -> None:
     # vtest.avi is MPEG-4 Part 2 (msmpeg4): storing it would need a re-encode, which the recorder never does.
     recorder = SegmentRecorder(tmp_path, "hall", RecordConfig(), SegmentIndex(tmp_path))
-    with av.open(str(SHARED_VIDEO / "vtest.avi")) as container:
-        with pytest.raises(UnsupportedCodec, match="'msmpeg4' cannot be recorded without re-encoding"):
-            recorder.set_stream(container.streams.video[0])
+    with (
+        av.open(str(SHARED_VIDEO / "vtest.avi")) as container,
+        pytest.raises(UnsupportedCodec, match="'msmpeg4' cannot be recorded without re-encoding"),
+    ):
+        recorder.set_stream(container.streams.video[0])
 
 
 def test_real_footage_records_losslessly(tmp_path: Path, footage: Path) -> None:
