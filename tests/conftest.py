@@ -48,9 +48,9 @@ def footage() -> Path:
 
 
 class RtspServer:
-    def __init__(self, mounts: dict[str, Path]) -> None:
+    def __init__(self, mounts: dict[str, Path], port: int | None = None) -> None:
         self.mounts = mounts
-        self.port = free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen[str] | None = None
 
     def url(self, mount: str) -> str:
@@ -74,11 +74,11 @@ class RtspServer:
 
 
 @pytest.fixture
-def rtsp_server() -> Iterator[Callable[[dict[str, Path]], RtspServer]]:
+def rtsp_server() -> Iterator[Callable[..., RtspServer]]:
     servers: list[RtspServer] = []
 
-    def start(mounts: dict[str, Path]) -> RtspServer:
-        server = RtspServer(mounts).start()
+    def start(mounts: dict[str, Path], port: int | None = None) -> RtspServer:
+        server = RtspServer(mounts, port).start()
         servers.append(server)
         return server
 

@@ -1,0 +1,115 @@
+"""Real RTSP over real sockets (GStreamer's RTSP server): TCP and UDP, drops and reconnects,
+and one bad camera never stopping the others."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge_agent.agent import Agent
+from edge_agent.config import parse_config
+from edge_agent.record.index import SegmentIndex
+from tests.conftest import RtspServer, ffmpeg_decodes, free_port, wait_for
+
+FAST_RECONNECT = "reconnect: {initial_seconds: 0.5, max_seconds: 2, open_timeout_seconds: 3, read_timeout_seconds: 3}"
+
+
+def make_agent(root: Path, cameras: dict[str, str], transport: str = "tcp") -> Agent:
+    lines = [f"storage: {{root: {root}, index_flush_seconds: 1}}",
+             f"defaults: {{transport: {transport}, record: {{segment_seconds: 2}}, {FAST_RECONNECT}}}",
+             "cameras:"]
+    lines += [f"  {name}: {{source: '{url}'}}" for name, url in cameras.items()]
+    return Agent(parse_config("\n".join(lines) + "\n"))
+
+
+def status(agent: Agent, camera: str) -> str:
+    return next(s.state for s in agent.statuses() if s.camera == camera)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_records_an_rtsp_camera(
+    transport: str, tmp_path: Path, long_h264_file: Path, rtsp_server: Callable[..., RtspServer]
+) -> None:
+    server = rtsp_server({"/cam": long_h264_file})
+    agent = make_agent(tmp_path, {"gate": server.url("/cam")}, transport)
+    agent.start()
+    try:
+        assert wait_for(lambda: agent.workers[0].status.segments >= 3, timeout=60), agent.statuses()
+        assert status(agent, "gate") == "online"
+    finally:
+        agent.shutdown()
+    index = SegmentIndex(tmp_path)
+    segments = index.segments("gate", 0, 4e9)
+    assert len(segments) >= 3
+    assert all(s.codec == "h264" and (s.width, s.height) == (320, 180) for s in segments)
+    for seg in segments:
+        ok, errors = ffmpeg_decodes(tmp_path / seg.path)
+        assert ok, errors
+    assert not list(tmp_path.rglob("*.part"))  # clean shutdown closed the open segment
+
+
+def test_camera_drop_reconnect_and_events(
+    tmp_path: Path, long_h264_file: Path, rtsp_server: Callable[..., RtspServer]
+) -> None:
+    server = rtsp_server({"/cam": long_h264_file})
+    agent = make_agent(tmp_path, {"lane": server.url("/cam")})
+    agent.start()
+    try:
+        assert wait_for(lambda: agent.workers[0].status.segments >= 1, timeout=60)
+        server.stop()  # the camera loses power
+        assert wait_for(lambda: status(agent, "lane") == "offline", timeout=30)
+        worker = agent.workers[0]
+        assert worker.status.last_error
+        kinds = [e.kind for e in agent.events.list(camera="lane")]
+        assert kinds == ["camera_offline"]
+        # Several failed reconnects later, still one offline event for the one outage.
+        assert wait_for(lambda: worker.status.reconnects >= 3, timeout=30)
+        assert [e.kind for e in agent.events.list(camera="lane")] == ["camera_offline"]
+        segments_before = worker.status.segments
+        rtsp_server({"/cam": long_h264_file}, port=server.port)  # power back
+        assert wait_for(lambda: status(agent, "lane") == "online", timeout=30)
+        assert wait_for(lambda: worker.status.segments >= segments_before + 2, timeout=60)
+        assert [e.kind for e in agent.events.list(camera="lane")] == ["camera_offline", "camera_back"]
+    finally:
+        agent.shutdown()
+    offline = SegmentIndex(tmp_path).segments("lane", 0, 4e9)
+    for seg in offline:
+        ok, errors = ffmpeg_decodes(tmp_path / seg.path)
+        assert ok, errors
+
+
+def test_bad_cameras_never_stop_the_good_one(
+    tmp_path: Path, long_h264_file: Path, rtsp_server: Callable[..., RtspServer]
+) -> None:
+    server = rtsp_server({"/cam": long_h264_file})
+    nobody = free_port()
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x00\x01\xff" * 5000)
+    agent = make_agent(
+        tmp_path,
+        {
+            "good": server.url("/cam"),
+            "unreachable": f"rtsp://127.0.0.1:{nobody}/stream1",
+            "wrongpath": server.url("/nonesuch"),
+            "corrupt": str(garbage),
+            "missing": str(tmp_path / "no-such-file.mp4"),
+        },
+    )
+    agent.start()
+    try:
+        assert wait_for(lambda: agent.workers[0].status.segments >= 3, timeout=60), agent.statuses()
+        assert wait_for(
+            lambda: all(status(agent, c) in ("offline", "error") for c in ("unreachable", "wrongpath", "corrupt",
+                                                                           "missing")),
+            timeout=30,
+        )
+        errors = {s.camera: s.last_error or "" for s in agent.statuses()}
+        assert status(agent, "good") == "online"
+        assert f"127.0.0.1:{nobody}" in errors["unreachable"]
+        assert "404" in errors["wrongpath"] or "Not Found" in errors["wrongpath"]
+        assert "garbage.mp4" in errors["corrupt"]
+        assert "no-such-file.mp4" in errors["missing"]
+    finally:
+        agent.shutdown()
