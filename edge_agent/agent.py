@@ -19,7 +19,7 @@ from edge_agent.capture.sources import resolve_sources
 from edge_agent.clock import WallClock
 from edge_agent.config.schema import AgentConfig
 from edge_agent.events.store import EventStore
-from edge_agent.record.index import SegmentIndex
+from edge_agent.record.index import INDEX_NAME, SegmentIndex
 from edge_agent.record.recorder import SegmentRecorder
 from edge_agent.record.repair import RepairReport, repair
 from edge_agent.record.retention import Retention
@@ -39,8 +39,12 @@ class RingBuffer:
     events: EventStore
 
     @classmethod
-    def open(cls, config: AgentConfig) -> RingBuffer:
+    def open(cls, config: AgentConfig, create: bool = True) -> RingBuffer:
+        """Open the ring buffer; with create=False (read-only commands) a missing one is an error
+        rather than a new empty directory owned by whoever ran the command."""
         root = config.storage.root
+        if not create and not (root / INDEX_NAME).exists():
+            raise FileNotFoundError(f"no ring buffer at {root} (has the agent recorded there yet?)")
         return cls(root=root, index=SegmentIndex(root), events=EventStore(root))
 
     def close(self) -> None:
@@ -64,6 +68,7 @@ class Agent:
             retain_days={name: cam.record.retain_days for name, cam in config.cameras.items()},
             min_free_gb=config.storage.min_free_gb,
             min_free_percent=config.storage.min_free_percent,
+            default_days=config.defaults.record.retain_days,
         )
         self.workers: list[CameraWorker] = []
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -22,6 +23,9 @@ from edge_agent import __version__
 from edge_agent.config import AgentConfig, ConfigError, load_config
 from edge_agent.config.loader import format_validation_error
 from edge_agent.config.template import parse_camera_arg, render_config
+
+if TYPE_CHECKING:
+    from edge_agent.agent import RingBuffer
 
 log = logging.getLogger("diaolou.agent")
 
@@ -42,9 +46,20 @@ def _time(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r} (e.g. 2026-11-28T02:13:00Z)") from None
 
 
-def _camera(config: AgentConfig, name: str) -> str:
-    if name not in config.cameras:
+def _open_storage(config: AgentConfig) -> RingBuffer:
+    from edge_agent.agent import RingBuffer
+
+    try:
+        return RingBuffer.open(config, create=False)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _camera(config: AgentConfig, storage: RingBuffer, name: str) -> str:
+    """Only configured cameras, or removed ones that still have recordings: never a free-form path."""
+    if name not in config.cameras and name not in storage.index.cameras():
         known = ", ".join(config.cameras) or "none"
+        storage.close()
         raise CommandError(f"unknown camera {name!r} (configured: {known})")
     return name
 
@@ -74,12 +89,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_clip(args: argparse.Namespace) -> int:
-    from edge_agent.agent import RingBuffer
     from edge_agent.record.clip import ClipError, export_clip
 
     config = load_config(args.config)
-    camera = _camera(config, args.camera)
-    storage = RingBuffer.open(config)
+    storage = _open_storage(config)
+    camera = _camera(config, storage, args.camera)
     try:
         manifest = export_clip(
             storage.root,
@@ -100,15 +114,14 @@ def cmd_clip(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from edge_agent.agent import RingBuffer
     from edge_agent.record.clip import find_segments
     from edge_agent.record.timeline import build_timeline
 
     config = load_config(args.config)
-    camera = _camera(config, args.camera)
+    storage = _open_storage(config)
+    camera = _camera(config, storage, args.camera)
     end = args.end if args.end is not None else time.time()
     start = args.start if args.start is not None else end - 86400
-    storage = RingBuffer.open(config)
     try:
         timeline = build_timeline(camera, find_segments(storage.root, storage.index, camera, start, end), start, end)
     finally:
@@ -128,11 +141,9 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 
 def cmd_hold_add(args: argparse.Namespace) -> int:
-    from edge_agent.agent import RingBuffer
-
     config = load_config(args.config)
-    camera = _camera(config, args.camera)
-    storage = RingBuffer.open(config)
+    storage = _open_storage(config)
+    camera = _camera(config, storage, args.camera)
     try:
         hold = storage.index.add_hold(camera, args.start, args.end, args.reason)
     except ValueError as exc:
@@ -144,11 +155,10 @@ def cmd_hold_add(args: argparse.Namespace) -> int:
 
 
 def cmd_hold_list(args: argparse.Namespace) -> int:
-    from edge_agent.agent import RingBuffer
     from edge_agent.record.segment import iso
 
     config = load_config(args.config)
-    storage = RingBuffer.open(config)
+    storage = _open_storage(config)
     try:
         for hold in storage.index.holds(args.camera):
             print(
@@ -168,10 +178,8 @@ def cmd_hold_list(args: argparse.Namespace) -> int:
 
 
 def cmd_hold_release(args: argparse.Namespace) -> int:
-    from edge_agent.agent import RingBuffer
-
     config = load_config(args.config)
-    storage = RingBuffer.open(config)
+    storage = _open_storage(config)
     try:
         if not storage.index.release_hold(args.id):
             raise CommandError(f"no hold with id {args.id}")
@@ -182,16 +190,24 @@ def cmd_hold_release(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from edge_agent.agent import STATUS_FILE, RingBuffer
+    from edge_agent.agent import STATUS_FILE
+    from edge_agent.record.segment import iso
 
     config = load_config(args.config)
     status_path = config.storage.root / STATUS_FILE
-    storage = RingBuffer.open(config)
+    storage = _open_storage(config)
     try:
         totals = storage.index.totals()
     finally:
         storage.close()
+    for row in totals.values():
+        row["first"], row["last"] = iso(row["first"]), iso(row["last"])
     live = json.loads(status_path.read_text(encoding="utf-8")) if status_path.exists() else None
+    if live is not None:
+        live["age_seconds"] = round(time.time() - live["time"], 1)  # a stale file: the agent is not running
+        live["time"] = iso(live["time"])
+        for camera in live["cameras"]:
+            camera["since"] = iso(camera["since"])
     print(json.dumps({"recorded": totals, "agent": live}, indent=2))
     return 0
 

@@ -4,11 +4,13 @@ Cheap ARM boxes have no RTC: they boot in 1970 (or at the last shutdown) until N
 and NTP may then step the clock. Recordings must not be filed under 1970 (retention would
 delete them at once) nor go backwards. `WallClock` runs on the monotonic clock, anchored to
 the system clock, and re-anchors when the system clock steps; while the system clock is
-behind the last time we know was real (the newest recording), it continues from there.
+behind the last time we know was real (the newest recording), it continues from there, unless
+the kernel reports the clock NTP-synchronised (then a box whose clock was ahead is corrected).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
@@ -21,15 +23,30 @@ EARLIEST_PLAUSIBLE = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 STEP_TOLERANCE_S = 2.0
 
 
+TIME_ERROR = 5  # adjtimex(2): the kernel's clock is not synchronised
+
+
+def kernel_clock_synchronized() -> bool:
+    """True when NTP (chrony, systemd-timesyncd) has disciplined the kernel clock (adjtimex(2))."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        timex = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0 reads only
+        return bool(libc.adjtimex(timex) not in (-1, TIME_ERROR))
+    except (OSError, AttributeError):
+        return False
+
+
 class WallClock:
     def __init__(
         self,
         floor: float = 0.0,
         system: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        synchronized: Callable[[], bool] = kernel_clock_synchronized,
     ) -> None:
         self._system = system
         self._monotonic = monotonic
+        self._synchronized = synchronized
         self._lock = threading.Lock()
         self._floor = max(floor, EARLIEST_PLAUSIBLE)
         self._anchor_mono = monotonic()
@@ -38,6 +55,10 @@ class WallClock:
 
     def _trusted(self, system_now: float, fallback: float) -> float:
         if system_now >= self._floor:
+            return system_now
+        if system_now >= EARLIEST_PLAUSIBLE and self._synchronized():
+            # NTP says the clock is right: an earlier lead (a wrong RTC) is corrected, not kept.
+            self._floor = EARLIEST_PLAUSIBLE
             return system_now
         return fallback
 
@@ -53,8 +74,9 @@ class WallClock:
             system_now = self._system()
             if abs(system_now - derived) <= STEP_TOLERANCE_S:
                 return derived
-            if system_now < self._floor:
-                # Clock unset or stepped behind what we already recorded: keep counting from there.
+            if self._trusted(system_now, derived) != system_now:
+                # Clock unset, or stepped behind what we already recorded without NTP vouching
+                # for it: keep counting from there.
                 return derived
             self.steps += 1
             log.warning("system clock stepped by %+.1f s; re-anchoring timestamps", system_now - derived)

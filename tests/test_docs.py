@@ -13,8 +13,9 @@ from tests.conftest import REPO
 
 
 def test_configuration_reference_is_current() -> None:
-    proc = subprocess.run([sys.executable, str(REPO / "docs" / "gen_config_reference.py"), "--check"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "docs" / "gen_config_reference.py"), "--check"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr + "\nrun: python docs/gen_config_reference.py"
 
 

@@ -65,7 +65,7 @@ def test_storage_floor_evicts_oldest_across_cameras(tmp_path: Path, h264_file: P
 
     def usage(path: Path) -> DiskUsage:
         used = sum(p.stat().st_size for p in root.rglob("*.mp4"))
-        return DiskUsage(total=10 * 1024**3, free=10 * 1024**3 - 9 * 1024**3 - used)
+        return DiskUsage(total=10 * 10**9, free=10**9 - used)
 
     # Floor: 1 GB free. Free is 1 GB minus what is recorded: every unheld segment must go, oldest
     # first, and the held one stays even though the floor is still missed.

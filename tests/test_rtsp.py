@@ -17,9 +17,11 @@ FAST_RECONNECT = "reconnect: {initial_seconds: 0.5, max_seconds: 2, open_timeout
 
 
 def make_agent(root: Path, cameras: dict[str, str], transport: str = "tcp") -> Agent:
-    lines = [f"storage: {{root: {root}, index_flush_seconds: 1}}",
-             f"defaults: {{transport: {transport}, record: {{segment_seconds: 2}}, {FAST_RECONNECT}}}",
-             "cameras:"]
+    lines = [
+        f"storage: {{root: {root}, index_flush_seconds: 1}}",
+        f"defaults: {{transport: {transport}, record: {{segment_seconds: 2}}, {FAST_RECONNECT}}}",
+        "cameras:",
+    ]
     lines += [f"  {name}: {{source: '{url}'}}" for name, url in cameras.items()]
     return Agent(parse_config("\n".join(lines) + "\n"))
 
@@ -101,8 +103,9 @@ def test_bad_cameras_never_stop_the_good_one(
     try:
         assert wait_for(lambda: agent.workers[0].status.segments >= 3, timeout=60), agent.statuses()
         assert wait_for(
-            lambda: all(status(agent, c) in ("offline", "error") for c in ("unreachable", "wrongpath", "corrupt",
-                                                                           "missing")),
+            lambda: all(
+                status(agent, c) in ("offline", "error") for c in ("unreachable", "wrongpath", "corrupt", "missing")
+            ),
             timeout=30,
         )
         errors = {s.camera: s.last_error or "" for s in agent.statuses()}

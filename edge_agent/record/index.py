@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +165,7 @@ class SegmentIndex:
         with self._lock:
             return [Segment.from_row(r) for r in self.db.query(sql, args)]
 
-    def totals(self) -> dict[str, dict[str, float]]:
+    def totals(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             rows = self.db.query(
                 "select camera, count(*) as segments, sum(bytes) as bytes, min(start) as first, "

@@ -51,6 +51,7 @@ class Retention:
         min_free_gb: float,
         min_free_percent: float,
         usage: Callable[[Path], DiskUsage] = disk_usage,
+        default_days: float = 7.0,
     ) -> None:
         self.root = root
         self.index = index
@@ -58,11 +59,12 @@ class Retention:
         self.min_free_gb = min_free_gb
         self.min_free_percent = min_free_percent
         self.usage = usage
+        self.default_days = default_days  # for cameras no longer configured that still have video
         self._lock = threading.Lock()  # one eviction at a time (retention loop vs. a full disk)
         self.total = RetentionReport()
 
     def floor_bytes(self, total: int) -> int:
-        return max(int(self.min_free_gb * 1024**3), int(total * self.min_free_percent / 100))
+        return max(int(self.min_free_gb * 1e9), int(total * self.min_free_percent / 100))
 
     def enforce(self, now: float) -> RetentionReport:
         report = RetentionReport()
@@ -86,7 +88,7 @@ class Retention:
     def _age_out(self, now: float, report: RetentionReport) -> None:
         cameras = set(self.index.cameras()) | set(self.retain_days)
         for camera in sorted(cameras):
-            days = self.retain_days.get(camera, 7.0)
+            days = self.retain_days.get(camera, self.default_days)
             cutoff = now - days * 86400
             while True:
                 batch = self.index.oldest_unheld(BATCH, camera=camera, before=cutoff)
