@@ -30,7 +30,7 @@ def test_kill_9_at_random_moments_loses_at_most_the_segment_in_progress(tmp_path
     for delay in (5.3, 4.2, 6.7, 9.9):
         before = set(root.rglob("*.part"))  # the previous kill's leftover, salvaged by this start
         proc = subprocess.Popen(agent_cmd("run", "--config", str(cfg)), stderr=subprocess.PIPE, text=True)
-        assert wait_for(lambda: bool(set(root.rglob("*.part")) - before), timeout=30, interval=0.05), (
+        assert wait_for(lambda b=before: bool(set(root.rglob("*.part")) - b), timeout=30, interval=0.05), (  # type: ignore[misc]
             "agent never started a segment"
         )
         time.sleep(delay - 1)

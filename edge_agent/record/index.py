@@ -13,9 +13,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
