@@ -1,0 +1,1 @@
+"""Person detectors: ONNX models through onnxruntime, with decoders per model family."""

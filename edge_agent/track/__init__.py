@@ -1,0 +1,1 @@
+"""Tracking: person ids across frames, zones, arming schedules."""
