@@ -68,6 +68,7 @@ def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:
         return str(base / value)
 
     cameras = {}
+    models_dir = config.models_dir if config.models_dir.is_absolute() else base / config.models_dir
     for name, cam in config.cameras.items():
         update: dict[str, object] = {
             "source": resolve_source(cam.source),
@@ -79,7 +80,7 @@ def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:
     storage = config.storage
     if not storage.root.is_absolute():
         storage = storage.model_copy(update={"root": base / storage.root})
-    return config.model_copy(update={"storage": storage, "cameras": cameras})
+    return config.model_copy(update={"storage": storage, "cameras": cameras, "models_dir": models_dir})
 
 
 def merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
@@ -95,15 +96,19 @@ def merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
             continue
         merged = dict(camera)
         for key in _MERGED_KEYS:
-            if key not in defaults:
-                continue
-            base, own = defaults[key], camera.get(key)
-            if isinstance(base, dict) and isinstance(own, dict):
-                merged[key] = {**base, **own}
-            elif own is None:
-                merged[key] = base
+            if key in defaults:
+                merged[key] = _deep_merge(defaults[key], camera.get(key))
         merged_cameras[name] = merged
     return {**raw, "cameras": merged_cameras}
+
+
+def _deep_merge(base: Any, own: Any) -> Any:
+    """`own` over `base`, key by key down nested mappings (lists such as zones replace, not append)."""
+    if own is None:
+        return base
+    if isinstance(base, dict) and isinstance(own, dict):
+        return {k: _deep_merge(base.get(k), own[k]) if k in own else base[k] for k in base.keys() | own.keys()}
+    return own
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -63,6 +64,38 @@ class RecordConfig(Strict):
     )
 
 
+# A polygon in normalised frame coordinates: [[x, y], ...] with 0 <= x, y <= 1, at least 3 points.
+Point = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=2)]
+Polygon = Annotated[list[Point], Field(min_length=3, max_length=64)]
+
+ARMED_PATTERN = r"^(always|([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d)$"
+
+
+class MotionConfig(Strict):
+    threshold: int = Field(
+        25, ge=1, le=255, description="Grey-level change (0-255) a pixel needs to count as motion; the detector "
+        "raises it by itself when the picture is noisy (night, rain)."
+    )
+    min_area: float = Field(
+        0.002, ge=0, le=1, description="Smallest motion region, as a share of the frame area; smaller blobs "
+        "(insects, rain drops, noise) are ignored."
+    )
+    lightning_fraction: float = Field(
+        0.5, gt=0, le=1, description="When more than this share of the frame changes at once (lights on, IR cut "
+        "filter at dusk, clouds), the background is recalibrated instead of reporting motion."
+    )
+    masks: list[Polygon] = Field(
+        default_factory=list, description="Polygons where motion is ignored (swaying trees, a busy road)."
+    )
+
+
+class ZoneConfig(Strict):
+    polygon: Polygon = Field(description="The zone, in normalised coordinates [[x, y], ...].")
+    min_frames: int = Field(
+        2, ge=1, le=100, description="Analysed frames a person's feet must be inside the zone before it counts."
+    )
+
+
 class DetectConfig(Strict):
     enabled: bool = Field(
         True,
@@ -73,6 +106,46 @@ class DetectConfig(Strict):
     width: int = Field(
         640, ge=64, le=3840, description="Analysis frames are downscaled to this width (aspect ratio kept)."
     )
+    model: str = Field(
+        "auto",
+        description="Person detector from the model registry (diaolou-agent models list). auto = the "
+        "recommended model when installed (yolox-nano), else the built-in hog-people.",
+    )
+    threshold: float = Field(0.45, gt=0, lt=1, description="Minimum detector score for a detection to be tracked.")
+    min_score: float = Field(
+        0.6,
+        gt=0,
+        lt=1,
+        description="A track becomes a person only when the median of its recent scores reaches this, so "
+        "one-frame false positives never alert.",
+    )
+    score_window: int = Field(5, ge=1, le=50, description="How many recent scores the median is taken over.")
+    min_hits: int = Field(3, ge=1, le=50, description="Detections a track needs before it can become a person.")
+    full_frame: bool = Field(
+        False,
+        description="Run the detector on the whole frame every analysed frame (a box with spare CPU) instead "
+        "of only on regions with motion or tracked people.",
+    )
+    recheck_seconds: float = Field(
+        2.0, gt=0, le=60, description="A person standing still (no motion) is re-checked this often."
+    )
+    end_after_seconds: float = Field(
+        8.0, gt=0, le=600, description="An event ends when no person has been seen for this long."
+    )
+    pre_roll_seconds: float = Field(5.0, ge=0, le=120, description="Clip window starts this long before the event.")
+    post_roll_seconds: float = Field(5.0, ge=0, le=120, description="Clip window ends this long after the event.")
+    armed: list[Annotated[str, Field(pattern=ARMED_PATTERN)]] = Field(
+        default_factory=lambda: ["always"],
+        description='When person events are raised, in the site\'s local time: ["always"] or ranges such as '
+        '["22:00-06:00"] (a range may cross midnight).',
+    )
+    zones: dict[Name, ZoneConfig] = Field(
+        default_factory=dict, description="Named zones; with zones, only people inside one raise events."
+    )
+    object_masks: list[Polygon] = Field(
+        default_factory=list, description="Polygons where person detections are ignored (a poster, a statue)."
+    )
+    motion: MotionConfig = Field(default_factory=MotionConfig)
 
 
 Transport = Literal["tcp", "udp"]
@@ -176,6 +249,13 @@ class Defaults(Strict):
 
 class AgentConfig(Strict):
     site: Name = Field("site", description="Site id (village or dormitory); used in MQTT topics.")
+    timezone: str = Field(
+        "Asia/Shanghai", description="IANA time zone for arming schedules (times on disk are always UTC)."
+    )
+    models_dir: Path = Field(
+        Path("/var/lib/diaolou/models"),
+        description="Installed detector models (diaolou-agent models install); survives upgrades.",
+    )
     device: Name = Field("box", description="This box's id, unique within the site.")
     storage: StorageConfig = Field(default_factory=StorageConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
@@ -183,3 +263,12 @@ class AgentConfig(Strict):
     cameras: dict[Name, CameraConfig] = Field(
         default_factory=dict, description="Cameras by id (lower-case letters, digits, - and _)."
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+        return value

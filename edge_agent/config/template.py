@@ -19,8 +19,9 @@ from edge_agent.config.schema import AgentConfig, CameraConfig
 def _scalar(value: Any) -> str:
     if isinstance(value, Path):
         value = str(value)
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
+    if isinstance(value, bool) or value is None or isinstance(value, list | dict):
+        # JSON is YAML flow style: lists and mappings (zones, polygons) stay on one line.
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, int | float):
         return repr(value)
     return json.dumps(str(value), ensure_ascii=False)
@@ -80,7 +81,7 @@ def render_config(
         "# Any string may use ${ENV_VAR} to read a value (e.g. a password) from the environment.",
         "",
     ]
-    for name in ("site", "device"):
+    for name in ("site", "device", "timezone", "models_dir"):
         out.extend(_field_lines(name, fields[name], getattr(config, name), 0))
     for name in ("storage", "mqtt", "defaults"):
         out.append("")
