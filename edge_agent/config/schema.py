@@ -73,16 +73,25 @@ ARMED_PATTERN = r"^(always|([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d)$"
 
 class MotionConfig(Strict):
     threshold: int = Field(
-        25, ge=1, le=255, description="Grey-level change (0-255) a pixel needs to count as motion; the detector "
-        "raises it by itself when the picture is noisy (night, rain)."
+        25,
+        ge=1,
+        le=255,
+        description="Grey-level change (0-255) a pixel needs to count as motion; the detector "
+        "raises it by itself when the picture is noisy (night, rain).",
     )
     min_area: float = Field(
-        0.002, ge=0, le=1, description="Smallest motion region, as a share of the frame area; smaller blobs "
-        "(insects, rain drops, noise) are ignored."
+        0.002,
+        ge=0,
+        le=1,
+        description="Smallest motion region, as a share of the frame area; smaller blobs "
+        "(insects, rain drops, noise) are ignored.",
     )
     lightning_fraction: float = Field(
-        0.5, gt=0, le=1, description="When more than this share of the frame changes at once (lights on, IR cut "
-        "filter at dusk, clouds), the background is recalibrated instead of reporting motion."
+        0.5,
+        gt=0,
+        le=1,
+        description="When more than this share of the frame changes at once (lights on, IR cut "
+        "filter at dusk, clouds), the background is recalibrated instead of reporting motion.",
     )
     masks: list[Polygon] = Field(
         default_factory=list, description="Polygons where motion is ignored (swaying trees, a busy road)."

@@ -62,6 +62,21 @@ class EventStore:
             )
         return event
 
+    def save(self, event: LocalEvent) -> None:
+        """Insert or replace an event by id (a person event is saved at start, on updates and at end)."""
+        with self._lock, self.db.conn:
+            self.db.table("events").upsert(
+                {
+                    "id": event.id,
+                    "kind": event.kind,
+                    "camera": event.camera,
+                    "time": event.time,
+                    "detail": json.dumps(event.detail, sort_keys=True),
+                    "sent": 0,
+                },
+                pk="id",
+            )
+
     def list(self, camera: str | None = None, kind: str | None = None) -> list[LocalEvent]:
         where, args = [], []
         if camera is not None:

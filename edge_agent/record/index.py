@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,16 @@ class SegmentIndex:
                 return 0
             self._pending.clear()
             return len(rows)
+
+    def set_activity(self, path: str, motion: float, persons: int) -> None:
+        """Fill a segment's motion/persons columns (from the analysis of its time span)."""
+        with self._lock:
+            pending = self._pending.get(path)
+            if pending is not None:
+                self._pending[path] = replace(pending, motion=motion, persons=persons)
+                return
+            with self.db.conn:
+                self.db.execute("update segments set motion = ?, persons = ? where path = ?", [motion, persons, path])
 
     @property
     def pending(self) -> int:

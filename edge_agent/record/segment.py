@@ -43,6 +43,8 @@ class Segment:
     height: int
     keyframes: int
     salvaged: bool = False
+    motion: float | None = None  # share of analysed frames with motion (None: not analysed)
+    persons: int | None = None  # most people tracked at once during the segment
 
     @property
     def duration(self) -> float:
@@ -67,6 +69,8 @@ class Segment:
             height=row["height"],
             keyframes=row["keyframes"],
             salvaged=bool(row["salvaged"]),
+            motion=row.get("motion"),
+            persons=row.get("persons"),
         )
 
 

@@ -1,0 +1,156 @@
+"""Person events: start, updates and end, with the best snapshot and a clip window.
+
+An event is a stretch of time in which at least one confirmed person is in view (or in a zone,
+when the camera has zones) while the camera is armed. A person who stays, or a second person
+who joins, updates the open event instead of raising a new alert; the event ends once nobody
+has been seen for `end_after_seconds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from edge_agent.config.schema import DetectConfig
+from edge_agent.detectors.base import Box
+from edge_agent.events.ids import new_event_id
+from edge_agent.track.tracker import Track, TrackUpdate
+from edge_agent.track.zones import ArmingSchedule, Polygon, foot_point
+
+Phase = Literal["new", "update", "end"]
+CAMERA_WIDE = ""  # the zone key of an event on a camera without zones
+UPDATE_SCORE_STEP = 0.05  # a better snapshot by at least this much is worth an update
+
+
+@dataclass
+class Snapshot:
+    score: float
+    t: float
+    box: Box
+    frame: np.ndarray  # BGR analysis frame
+
+
+@dataclass
+class PersonEvent:
+    id: str
+    camera: str
+    zone: str | None
+    start: float
+    last_seen: float
+    model: str
+    label: str = "person"
+    end: float | None = None
+    max_score: float = 0.0
+    track_ids: set[int] = field(default_factory=set)
+    snapshot: Snapshot | None = None
+
+    def clip_window(self, pre_roll: float, post_roll: float) -> tuple[float, float]:
+        return self.start - pre_roll, (self.end if self.end is not None else self.last_seen) + post_roll
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "camera": self.camera,
+            "zone": self.zone,
+            "label": self.label,
+            "start": self.start,
+            "end": self.end,
+            "max_score": round(self.max_score, 4),
+            "persons": len(self.track_ids),
+            "model": self.model,
+        }
+
+
+@dataclass(frozen=True)
+class EventChange:
+    phase: Phase
+    event: PersonEvent
+
+
+class EventBuilder:
+    def __init__(
+        self,
+        camera: str,
+        settings: DetectConfig,
+        timezone: str,
+        model: str,
+        frame_size: Callable[[], tuple[int, int]],
+        new_id: Callable[[float], str] = new_event_id,
+    ) -> None:
+        self.camera = camera
+        self.settings = settings
+        self.model = model
+        self.schedule = ArmingSchedule(settings.armed, timezone)
+        self.zones = {name: (Polygon(z.polygon), z.min_frames) for name, z in settings.zones.items()}
+        self._frame_size = frame_size
+        self._new_id = new_id
+        self.open: dict[str, PersonEvent] = {}
+
+    def process(self, t: float, frame: np.ndarray, update: TrackUpdate, tracks: list[Track]) -> list[EventChange]:
+        changes: list[EventChange] = []
+        width, height = self._frame_size()
+        seen_now = {id(track) for track, _ in update.matched}
+        for track in tracks:
+            if id(track) not in seen_now:
+                continue
+            for zone in self._zones_of(track, width, height):
+                if not track.confirmed or not self.schedule.armed(t):
+                    continue
+                changes.extend(self._observe(zone, track, t, frame))
+        for zone, event in list(self.open.items()):
+            if t - event.last_seen >= self.settings.end_after_seconds:
+                changes.append(self._end(zone, event))
+        return changes
+
+    def finish(self) -> list[EventChange]:
+        """End every open event (end of a file, shutdown)."""
+        return [self._end(zone, event) for zone, event in list(self.open.items())]
+
+    def _zones_of(self, track: Track, width: int, height: int) -> list[str]:
+        if not self.zones:
+            return [CAMERA_WIDE]
+        x, y = foot_point(track.box)
+        inside = []
+        for name, (polygon, min_frames) in self.zones.items():
+            if polygon.contains(x, y, width, height):
+                track.zone_frames[name] = track.zone_frames.get(name, 0) + 1
+                if track.zone_frames[name] >= min_frames:
+                    inside.append(name)
+            else:
+                track.zone_frames[name] = 0
+        return inside
+
+    def _observe(self, zone: str, track: Track, t: float, frame: np.ndarray) -> list[EventChange]:
+        score = track.scores[-1] if track.scores else 0.0
+        event = self.open.get(zone)
+        if event is None:
+            event = PersonEvent(
+                id=self._new_id(t),
+                camera=self.camera,
+                zone=zone or None,
+                start=track.first_seen,
+                last_seen=t,
+                model=self.model,
+                max_score=score,
+                track_ids={track.id},
+                snapshot=Snapshot(score, t, track.box, frame.copy()),
+            )
+            self.open[zone] = event
+            return [EventChange("new", event)]
+        event.last_seen = t
+        changed = track.id not in event.track_ids
+        event.track_ids.add(track.id)
+        event.max_score = max(event.max_score, score)
+        best = event.snapshot
+        if best is None or score >= best.score + UPDATE_SCORE_STEP:
+            event.snapshot = Snapshot(score, t, track.box, frame.copy())
+            changed = True
+        return [EventChange("update", event)] if changed else []
+
+    def _end(self, zone: str, event: PersonEvent) -> EventChange:
+        event.end = event.last_seen
+        del self.open[zone]
+        return EventChange("end", event)
