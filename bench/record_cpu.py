@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +44,8 @@ BENCH = REPO / "bench"
 WORK = BENCH / "work"
 RESULTS = BENCH / "results"
 AGENT = REPO / ".venv" / "bin" / "diaolou-agent"
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+CODE_DIRS = ("edge_agent", "firmware_configs", "models")  # the packages the agent imports
 RTSP_SERVER = REPO / "tests" / "support" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # has the GStreamer GObject bindings
 
@@ -115,7 +119,9 @@ class Child:
 
     live: ClassVar[dict[int, Child]] = {}  # every child not reaped yet, for cleanup on errors
 
-    def __init__(self, name: str, argv: list[str], cwd: Path, log_path: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], cwd: Path, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
@@ -138,6 +144,7 @@ class Child:
             text=True,
             errors="replace",
             start_new_session=True,  # Ctrl-C on the benchmark reaches only the benchmark
+            env=env,
         )
         self.pid = self.popen.pid
         self.started = time.time()
@@ -237,6 +244,55 @@ def rtsp_server(video: Path, cameras: int, log_path: Path) -> Iterator[tuple[Chi
         server.reap(10)
 
 
+# --- which agent --------------------------------------------------------------------------------
+@dataclass
+class AgentCode:
+    """How to start the agent: the working tree (`diaolou-agent`), or a commit exported to bench/work."""
+
+    argv: list[str]
+    env: dict[str, str] | None
+    describe: dict[str, Any]
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+def agent_code(code: str) -> AgentCode:
+    head = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = git("rev-parse", "HEAD").strip()
+    if code == "worktree":
+        modified: list[str] = []
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            modified = git("status", "--porcelain", "--", *CODE_DIRS).splitlines()
+        describe = {"code": "worktree", "head": head, "uncommitted_changes": len(modified)}
+        return AgentCode([str(AGENT)], None, describe)
+    # A commit: `git archive` (read-only) into bench/work/code/<rev>, imported ahead of the
+    # editable install through PYTHONPATH; the virtualenv's dependencies are used as they are.
+    rev = git("rev-parse", "--verify", f"{code}^{{commit}}").strip()
+    dest = WORK / "code" / rev[:12]
+    if not dest.exists():
+        present = set(git("ls-tree", "--name-only", rev).split())
+        data = subprocess.run(
+            ["git", "archive", "--format=tar", rev, *[d for d in CODE_DIRS if d in present]],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(tmp, filter="data")
+        tmp.rename(dest)
+    env = dict(os.environ, PYTHONPATH=str(dest))
+    describe = {"code": code, "commit": rev, "head": head, "exported_to": str(dest.relative_to(REPO))}
+    return AgentCode([str(VENV_PYTHON), "-m", "edge_agent"], env, describe)
+
+
 # --- test video -------------------------------------------------------------------------------
 def ensure_video(seconds: int) -> Path:
     """The 1080p test stream, made once and cached in bench/work/video/."""
@@ -291,7 +347,9 @@ def probe_segment(path: Path, root: Path) -> SegmentFile:
 
 def video_files(root: Path) -> list[Path]:
     """Finished segments, and unfinished ones (.part) that a run may leave behind."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and (p.suffix == ".mp4" or p.name.endswith(".part")))
+    return sorted(
+        p for p in root.rglob("*") if p.is_file() and (p.suffix == ".mp4" or p.name.endswith(".part"))
+    )
 
 
 def video_bytes(root: Path) -> int:
@@ -447,7 +505,12 @@ def io_sample(children: list[Child], video_root: Path) -> IoSample:
 
 
 def measure(
-    run: Run, children: list[Child], server: Child, video_root: Path, warmup: float, seconds: float,
+    run: Run,
+    children: list[Child],
+    server: Child,
+    video_root: Path,
+    warmup: float,
+    seconds: float,
 ) -> tuple[float, float]:
     """Sample the children from launch to `warmup + seconds`, then SIGTERM and reap them.
 
@@ -496,8 +559,10 @@ def measure(
     for c in children:
         c.reap(timeout=30)
     # A child that had died before t1 has no /proc/<pid>/stat left: its whole CPU is in the window.
-    run.cpu_window_s = sum((b if b is not None else (c.cpu_total or 0.0)) - a
-                           for a, b, c in zip(cpu0, cpu1, children, strict=True))
+    run.cpu_window_s = sum(
+        (b if b is not None else (c.cpu_total or 0.0)) - a
+        for a, b, c in zip(cpu0, cpu1, children, strict=True)
+    )
     run.window_s = t1 - t0
     run.run_wall_s = t1 - t_launch
     run.server_cpu_window_s = server1 - server0
@@ -512,7 +577,9 @@ def measure(
     run.window_log_bytes = io1.log_bytes - io0.log_bytes
     run.window_video_bytes = io1.video_bytes - io0.video_bytes
     run.shutdown_nonvideo_bytes = (
-        (run.wchar - io1.wchar) - (run.log_bytes - io1.log_bytes) - (video_bytes(video_root) - io1.video_bytes)
+        (run.wchar - io1.wchar)
+        - (run.log_bytes - io1.log_bytes)
+        - (video_bytes(video_root) - io1.video_bytes)
     )
     run.peak_rss_each_mib = [round(c.peak_rss_mib, 1) for c in children]
     run.peak_rss_mib = sum(c.peak_rss_mib for c in children)
@@ -525,7 +592,9 @@ def measure(
     for c in children:
         lines = c.problems()
         if lines:
-            run.problems.append(f"{c.name}: {len(lines)} error/warning log lines, e.g. {lines[0].strip()[:300]}")
+            run.problems.append(
+                f"{c.name}: {len(lines)} error/warning log lines, e.g. {lines[0].strip()[:300]}"
+            )
     return t0, t1
 
 
@@ -551,20 +620,29 @@ def collect_segments(run: Run, roots: dict[str, Path], t0: float, t1: float) -> 
 
 
 # --- our agent --------------------------------------------------------------------------------
-def run_ours(cameras: int, video: Path, work: Path, warmup: float, seconds: float) -> Run:
+def run_ours(cameras: int, video: Path, work: Path, warmup: float, seconds: float, code: AgentCode) -> Run:
     run = Run("ours", cameras)
     root = work / "store"
     with rtsp_server(video, cameras, work / "rtsp-server.log") as (server, port):
-        cam_args = [a for i in range(1, cameras + 1) for a in ("--camera", f"cam{i}=rtsp://127.0.0.1:{port}/cam{i}")]
-        config = subprocess.run(
-            [str(AGENT), "config", "init", "--storage", str(root), "--record-only", *cam_args],
-            capture_output=True, text=True, check=True, timeout=60,
-        ).stdout
+        cam_args = [
+            a for i in range(1, cameras + 1) for a in ("--camera", f"cam{i}=rtsp://127.0.0.1:{port}/cam{i}")
+        ]
+        init = subprocess.run(
+            [*code.argv, "config", "init", "--storage", str(root), "--record-only", *cam_args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=code.env,
+            cwd=work,
+        )
+        if init.returncode != 0:
+            raise RuntimeError(f"diaolou-agent config init failed: {init.stderr.strip()[-2000:]}")
+        config = init.stdout
         config_path = work / "agent.yaml"
         config_path.write_text(config, encoding="utf-8")
         safety = warmup + seconds + 60  # --seconds: the agent stops by itself if the benchmark dies
-        argv = [str(AGENT), "run", "--config", str(config_path), "--seconds", f"{safety:.0f}"]
-        agent = Child("agent", argv, work, work / "agent.log")
+        argv = [*code.argv, "run", "--config", str(config_path), "--seconds", f"{safety:.0f}"]
+        agent = Child("agent", argv, work, work / "agent.log", env=code.env)
         root.mkdir(parents=True, exist_ok=True)
         t0, t1 = measure(run, [agent], server, root, warmup, seconds)
     if agent.exit_code != 0:
@@ -602,7 +680,9 @@ def read_index(root: Path, t0: float, t1: float) -> dict[str, Any]:
     finally:
         conn.close()
     return {
-        "cameras": {r[0]: {"segments": r[1], "seconds": r[2], "bytes": r[3], "window_seconds": r[4]} for r in rows},
+        "cameras": {
+            r[0]: {"segments": r[1], "seconds": r[2], "bytes": r[3], "window_seconds": r[4]} for r in rows
+        },
         "seconds": sum(r[2] or 0 for r in rows),
         "window_seconds": sum(r[4] or 0 for r in rows),
         "paths": sorted(paths),
@@ -617,13 +697,16 @@ def check_agent(run: Run, files: set[str]) -> None:
     else:
         indexed = set(index.get("paths", []))
         if files - indexed:
-            run.problems.append(f"{len(files - indexed)} segment files not in the index after a clean shutdown")
+            run.problems.append(
+                f"{len(files - indexed)} segment files not in the index after a clean shutdown"
+            )
         if indexed - files:
             run.problems.append(f"{len(indexed - files)} index rows without a segment file")
         gap = run.recorded_s - index.get("seconds", 0.0)
         if abs(gap) > 1.0:
             run.problems.append(
-                f"index durations sum to {index.get('seconds', 0.0):.1f} s, the files hold {run.recorded_s:.1f} s"
+                f"index durations sum to {index.get('seconds', 0.0):.1f} s, "
+                f"the files hold {run.recorded_s:.1f} s"
             )
     for cam in run.status.get("cameras", []):
         notes = []
@@ -645,9 +728,25 @@ def run_ffmpeg(cameras: int, video: Path, work: Path, warmup: float, seconds: fl
             cam_dir = work / f"cam{i}"
             cam_dir.mkdir(parents=True, exist_ok=True)
             argv = [
-                ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "warning",
-                "-rtsp_transport", "tcp", "-i", f"rtsp://127.0.0.1:{port}/cam{i}",
-                "-c", "copy", "-f", "segment", "-segment_time", "10", "-reset_timestamps", "1", "out%05d.mp4",
+                ffmpeg,
+                "-nostdin",
+                "-hide_banner",
+                "-nostats",
+                "-loglevel",
+                "warning",
+                "-rtsp_transport",
+                "tcp",
+                "-i",
+                f"rtsp://127.0.0.1:{port}/cam{i}",
+                "-c",
+                "copy",
+                "-f",
+                "segment",
+                "-segment_time",
+                "10",
+                "-reset_timestamps",
+                "1",
+                "out%05d.mp4",
             ]
             children.append(Child(f"ffmpeg-cam{i}", argv, cam_dir, work / f"ffmpeg-cam{i}.log"))
         t0, t1 = measure(run, children, server, work, warmup, seconds)
@@ -682,43 +781,110 @@ def summarise(ours: Run, ff: Run) -> list[Row]:
     n = ours.cameras
     rows = []
     ratio = ours.cpu_per_cam_hour / ff.cpu_per_cam_hour if ff.cpu_per_cam_hour else float("nan")
-    rows.append(Row(n, "CPU s per camera-hour (steady window)", fmt(ours.cpu_per_cam_hour),
-                    fmt(ff.cpu_per_cam_hour), f"{fmt(ratio, 2)}x", f"<= {CPU_RATIO_GOAL}x ffmpeg",
-                    verdict(ratio <= CPU_RATIO_GOAL)))
+    rows.append(
+        Row(
+            n,
+            "CPU s per camera-hour (steady window)",
+            fmt(ours.cpu_per_cam_hour),
+            fmt(ff.cpu_per_cam_hour),
+            f"{fmt(ratio, 2)}x",
+            f"<= {CPU_RATIO_GOAL}x ffmpeg",
+            verdict(ratio <= CPU_RATIO_GOAL),
+        )
+    )
     ratio_total = ours.cpu_per_cam_hour_total / ff.cpu_per_cam_hour_total if ff.cpu_total_s else float("nan")
-    rows.append(Row(n, "CPU s per camera-hour (whole run, start-up incl.)", fmt(ours.cpu_per_cam_hour_total),
-                    fmt(ff.cpu_per_cam_hour_total), f"{fmt(ratio_total, 2)}x", "", "info"))
+    rows.append(
+        Row(
+            n,
+            "CPU s per camera-hour (whole run, start-up incl.)",
+            fmt(ours.cpu_per_cam_hour_total),
+            fmt(ff.cpu_per_cam_hour_total),
+            f"{fmt(ratio_total, 2)}x",
+            "",
+            "info",
+        )
+    )
+
     def kib_h(run: Run, nonvideo: int) -> str:
         return fmt(run.per_cam_hour(nonvideo) / 1024, 0)
 
     pct = ours.nonvideo_pct
-    rows.append(Row(n, "non-video bytes written, % of video (KiB per camera-hour)",
-                    f"{fmt(pct, 3)} % ({kib_h(ours, ours.nonvideo_bytes_window)})",
-                    f"{fmt(ff.nonvideo_pct, 3)} % ({kib_h(ff, ff.nonvideo_bytes_window)})",
-                    "", f"< {NONVIDEO_PCT_GOAL} %", verdict(pct < NONVIDEO_PCT_GOAL)))
-    rows.append(Row(n, "the same in dirtied pages (write_bytes; ffmpeg: method floor)",
-                    f"{fmt(ours.nonvideo_pages_pct, 3)} % ({kib_h(ours, ours.nonvideo_pages_window)})",
-                    f"{fmt(ff.nonvideo_pages_pct, 3)} % ({kib_h(ff, ff.nonvideo_pages_window)})",
-                    "", "", "info"))
-    rows.append(Row(n, "non-video bytes, whole run (start-up, shutdown incl.), % of video",
-                    f"{fmt(ours.nonvideo_pct_total, 3)} %", f"{fmt(ff.nonvideo_pct_total, 3)} %", "", "", "info"))
+    rows.append(
+        Row(
+            n,
+            "non-video bytes written, % of video (KiB per camera-hour)",
+            f"{fmt(pct, 3)} % ({kib_h(ours, ours.nonvideo_bytes_window)})",
+            f"{fmt(ff.nonvideo_pct, 3)} % ({kib_h(ff, ff.nonvideo_bytes_window)})",
+            "",
+            f"< {NONVIDEO_PCT_GOAL} %",
+            verdict(pct < NONVIDEO_PCT_GOAL),
+        )
+    )
+    rows.append(
+        Row(
+            n,
+            "the same in dirtied pages (write_bytes; ffmpeg: method floor)",
+            f"{fmt(ours.nonvideo_pages_pct, 3)} % ({kib_h(ours, ours.nonvideo_pages_window)})",
+            f"{fmt(ff.nonvideo_pages_pct, 3)} % ({kib_h(ff, ff.nonvideo_pages_window)})",
+            "",
+            "",
+            "info",
+        )
+    )
+    rows.append(
+        Row(
+            n,
+            "non-video bytes, whole run (start-up, shutdown incl.), % of video",
+            f"{fmt(ours.nonvideo_pct_total, 3)} %",
+            f"{fmt(ff.nonvideo_pct_total, 3)} %",
+            "",
+            "",
+            "info",
+        )
+    )
     limit = RSS_BASE_MIB + RSS_PER_CAMERA_MIB * n
     rss_ratio = ours.peak_rss_mib / ff.peak_rss_mib if ff.peak_rss_mib else float("nan")
-    rows.append(Row(n, "peak RSS MiB (ffmpeg: sum of its processes)", fmt(ours.peak_rss_mib),
-                    fmt(ff.peak_rss_mib), f"{fmt(rss_ratio, 2)}x", f"< {limit:.0f} MiB",
-                    verdict(ours.peak_rss_mib < limit)))
-    rows.append(Row(n, "recorded / wall video seconds in window", f"{fmt(100 * ours.coverage)} %",
-                    f"{fmt(100 * ff.coverage)} %", "", f">= {100 * COVERAGE_GOAL:.0f} %",
-                    verdict(ours.coverage >= COVERAGE_GOAL)))
-    rows.append(Row(n, "machine CPU busy in window (2 cores = 100 %)", f"{fmt(ours.machine_busy_pct, 0)} %",
-                    f"{fmt(ff.machine_busy_pct, 0)} %", "", "", "info"))
+    rows.append(
+        Row(
+            n,
+            "peak RSS MiB (ffmpeg: sum of its processes)",
+            fmt(ours.peak_rss_mib),
+            fmt(ff.peak_rss_mib),
+            f"{fmt(rss_ratio, 2)}x",
+            f"< {limit:.0f} MiB",
+            verdict(ours.peak_rss_mib < limit),
+        )
+    )
+    rows.append(
+        Row(
+            n,
+            "recorded / wall video seconds in window",
+            f"{fmt(100 * ours.coverage)} %",
+            f"{fmt(100 * ff.coverage)} %",
+            "",
+            f">= {100 * COVERAGE_GOAL:.0f} %",
+            verdict(ours.coverage >= COVERAGE_GOAL),
+        )
+    )
+    rows.append(
+        Row(
+            n,
+            "machine CPU busy in window (2 cores = 100 %)",
+            f"{fmt(ours.machine_busy_pct, 0)} %",
+            f"{fmt(ff.machine_busy_pct, 0)} %",
+            "",
+            "",
+            "info",
+        )
+    )
     return rows
 
 
 def markdown_table(rows: list[Row]) -> str:
     head = "| cameras | metric | ours | ffmpeg | ratio | goal | result |\n|---:|---|---:|---:|---:|---|---|\n"
     return head + "".join(
-        f"| {r.cameras} | {r.metric} | {r.ours} | {r.ffmpeg} | {r.ratio} | {r.goal} | {r.result} |\n" for r in rows
+        f"| {r.cameras} | {r.metric} | {r.ours} | {r.ffmpeg} | {r.ratio} | {r.goal} | {r.result} |\n"
+        for r in rows
     )
 
 
@@ -737,32 +903,48 @@ def environment(ffmpeg: str) -> dict[str, Any]:
     }
 
 
-def write_results(args: argparse.Namespace, env: dict[str, Any], video: Path, runs: list[Run],
-                  rows: list[Row]) -> str:
+def describe_code(code: dict[str, Any]) -> str:
+    if code["code"] == "worktree":
+        changes = code.get("uncommitted_changes", 0)
+        return f"working tree at {code.get('head', '')[:12]}" + (
+            f" with {changes} uncommitted change(s) in the agent's packages" if changes else ""
+        )
+    return f"commit {code['commit'][:12]} ({code['code']})"
+
+
+def write_results(
+    args: argparse.Namespace, env: dict[str, Any], video: Path, runs: list[Run], rows: list[Row]
+) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Recorder benchmark: `bench/record_cpu.py`",
         "",
-        f"Latest run: {now}; {env['cpus']} CPUs, kernel {env['kernel']}, {env['ffmpeg']}, PyAV {env['pyav']}.",
+        f"Latest run: {now}; {env['cpus']} CPUs, kernel {env['kernel']}, {env['ffmpeg']}, "
+        f"PyAV {env['pyav']}.",
+        f"Agent code: {describe_code(env['agent'])}.",
         f"Streams: {WIDTH}x{HEIGHT} {FPS} fps H.264, GOP {GOP}, {BITRATE // 1000} kbit/s, RTSP over TCP "
         f"(GStreamer server on 127.0.0.1, one fresh server per run). Window: {args.seconds:.0f} s after "
         f"{args.warmup:.0f} s warm-up. Command: `{' '.join(sys.argv)}`.",
         "",
         markdown_table(rows),
-        "Steady state = the window: CPU time in it / recorded camera-hours in it; non-video bytes = growth of "
-        "/proc/<pid>/io wchar (bytes passed to write(), minus the log lines on the stderr pipe) in it - growth of "
-        "the segment files in it; the page-level row uses write_bytes instead (whole 4 KiB pages; ffmpeg writes "
-        "nothing but video, so its figure there is the method's rounding floor). Whole run = from launch to exit "
-        "(Python start-up, creating the databases, the final flush). See bench/README.md.",
+        "Steady state = the window: CPU time in it / recorded camera-hours in it; non-video bytes = "
+        "growth of /proc/<pid>/io wchar (bytes passed to write(), minus the log lines on the stderr "
+        "pipe) in it - growth of the segment files in it; the page-level row uses write_bytes instead "
+        "(whole 4 KiB pages; ffmpeg writes nothing but video, so its figure there is the method's "
+        "rounding floor). Whole run = from launch to exit (Python start-up, creating the databases, "
+        "the final flush). See bench/README.md.",
         "",
         "## Details",
         "",
     ]
     for run in runs:
+        plural = "s" if run.cameras > 1 else ""
         lines.append(
-            f"- **{run.tool}, {run.cameras} cameras**: window {run.window_s:.1f} s, CPU {run.cpu_window_s:.2f} s "
+            f"- **{run.tool}, {run.cameras} camera{plural}**: window {run.window_s:.1f} s, "
+            f"CPU {run.cpu_window_s:.2f} s "
             f"in the window / {run.cpu_total_s:.2f} s in total, RTSP server {run.server_cpu_window_s:.2f} s; "
-            f"{run.segments} segments, {run.recorded_s:.1f} video s ({run.recorded_window_s:.1f} in the window), "
+            f"{run.segments} segments, {run.recorded_s:.1f} video s "
+            f"({run.recorded_window_s:.1f} in the window), "
             f"{run.video_bytes / MIB:.1f} MiB video; write_bytes {run.write_bytes / MIB:.2f} MiB "
             f"(cancelled {run.cancelled_write_bytes / 1024:.0f} KiB); peak RSS {run.peak_rss_each_mib} MiB; "
             f"first video on disk after {fmt(run.startup_s or float('nan'), 2)} s."
@@ -790,9 +972,20 @@ def write_results(args: argparse.Namespace, env: dict[str, Any], video: Path, ru
         "command": sys.argv,
         "args": vars(args),
         "environment": env,
-        "stream": {"file": video.name, "width": WIDTH, "height": HEIGHT, "fps": FPS, "gop": GOP, "bitrate": BITRATE},
-        "goals": {"cpu_ratio_max": CPU_RATIO_GOAL, "nonvideo_pct_max": NONVIDEO_PCT_GOAL,
-                  "rss_mib_max": f"{RSS_BASE_MIB} + {RSS_PER_CAMERA_MIB} x cameras", "coverage_min": COVERAGE_GOAL},
+        "stream": {
+            "file": video.name,
+            "width": WIDTH,
+            "height": HEIGHT,
+            "fps": FPS,
+            "gop": GOP,
+            "bitrate": BITRATE,
+        },
+        "goals": {
+            "cpu_ratio_max": CPU_RATIO_GOAL,
+            "nonvideo_pct_max": NONVIDEO_PCT_GOAL,
+            "rss_mib_max": f"{RSS_BASE_MIB} + {RSS_PER_CAMERA_MIB} x cameras",
+            "coverage_min": COVERAGE_GOAL,
+        },
         "table": [asdict(r) for r in rows],
         "runs": [r.as_dict() for r in runs],
     }
@@ -810,18 +1003,30 @@ def parse_cameras(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of camera counts, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of camera counts, got {text!r}"
+        ) from None
     if not values or any(v < 1 or v > 64 for v in values):
         raise argparse.ArgumentTypeError("camera counts must be between 1 and 64")
     return values
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cameras", type=parse_cameras, default=[1, 4, 8], help="Camera counts (default 1,4,8).")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cameras", type=parse_cameras, default=[1, 4, 8], help="Camera counts (default 1,4,8)."
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="Measurement window (default 60).")
     parser.add_argument("--warmup", type=float, default=5.0, help="Seconds after launch before the window.")
     parser.add_argument("--ffmpeg", default="ffmpeg", help="ffmpeg binary (default: ffmpeg on PATH).")
+    parser.add_argument(
+        "--code",
+        default="worktree",
+        help="Agent code to measure: worktree (default: the checkout, as installed in .venv) or a git "
+        "commit (e.g. HEAD), exported read-only to bench/work/code/.",
+    )
     args = parser.parse_args()
     if args.seconds < 10 or args.seconds > 3600 or args.warmup < 1 or args.warmup > 60:
         parser.error("--seconds must be 10..3600 and --warmup 1..60")
@@ -830,7 +1035,20 @@ def main() -> int:
 
     # The stream outlasts the run by a margin, so no camera "ends" while it is measured.
     video = ensure_video(int(args.warmup + args.seconds + 10))
+    code = agent_code(args.code)
+    preflight = subprocess.run(
+        [str(VENV_PYTHON), "-c", "import edge_agent.agent, edge_agent.cli"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=code.env,
+        cwd=WORK,
+    )
+    if preflight.returncode != 0:
+        print(f"the agent code ({args.code}) does not import:\n{preflight.stderr[-3000:]}", file=sys.stderr)
+        return 2
     env = environment(args.ffmpeg)
+    env["agent"] = code.describe
     runs: list[Run] = []
     rows: list[Row] = []
     try:
@@ -844,11 +1062,13 @@ def main() -> int:
                 time.sleep(1)
                 log(f"{n} camera(s), {tool}: {args.warmup + args.seconds:.0f} s ...")
                 if tool == "ours":
-                    run = run_ours(n, video, work, args.warmup, args.seconds)
+                    run = run_ours(n, video, work, args.warmup, args.seconds, code)
                 else:
                     run = run_ffmpeg(n, video, work, args.warmup, args.seconds, args.ffmpeg)
-                log(f"  CPU {run.cpu_window_s:.2f} s in {run.window_s:.1f} s, {run.recorded_s:.1f} video s, "
-                    f"peak RSS {run.peak_rss_mib:.1f} MiB, {len(run.problems)} problem(s)")
+                log(
+                    f"  CPU {run.cpu_window_s:.2f} s in {run.window_s:.1f} s, {run.recorded_s:.1f} video s, "
+                    f"peak RSS {run.peak_rss_mib:.1f} MiB, {len(run.problems)} problem(s)"
+                )
                 runs.append(run)
                 pair[tool] = run
             rows += summarise(pair["ours"], pair["ffmpeg"])

@@ -10,15 +10,17 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.analysis import ActivityLedger, AnalysisWorker
 from edge_agent.capture.camera import CameraStatus, CameraWorker
-from edge_agent.capture.sources import resolve_sources
+from edge_agent.capture.sources import StreamSpec, resolve_sources
 from edge_agent.clock import WallClock
-from edge_agent.config.schema import AgentConfig
+from edge_agent.config.schema import AgentConfig, CameraConfig
 from edge_agent.events.store import EventStore
+from edge_agent.pipeline import CameraAnalyzer
 from edge_agent.record.index import INDEX_NAME, SegmentIndex
 from edge_agent.record.recorder import SegmentRecorder
 from edge_agent.record.repair import RepairReport, repair
@@ -71,6 +73,8 @@ class Agent:
             default_days=config.defaults.record.retain_days,
         )
         self.workers: list[CameraWorker] = []
+        self.analysis: dict[str, AnalysisWorker] = {}
+        self.ledgers: dict[str, ActivityLedger] = {}
 
     def start(self) -> None:
         self.repair_report = repair(self.root, self.index)
@@ -95,12 +99,39 @@ class Agent:
             worker = CameraWorker(name, camera, sources, recorder, self.clock, self.events, self.stop_event)
             self.workers.append(worker)
             worker.start()
+            if camera.detect.enabled:
+                self._start_analysis(name, camera, sources.detect or sources.main)
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         self._housekeeper.start()
         log.info("agent %s/%s started with %d cameras", self.config.site, self.config.device, len(self.workers))
 
+    def _start_analysis(self, name: str, camera: CameraConfig, spec: StreamSpec) -> None:
+        from edge_agent.detectors.loader import load_detector
+        from edge_agent.detectors.select import resolve_model
+        from models.registry import ModelError
+
+        try:
+            model = resolve_model(camera.detect.model, self.config.models_dir)
+            # One model session per process, shared by every camera that uses it.
+            detector = load_detector(model, self.config.models_dir, camera.detect.threshold, threads=1)
+        except (ModelError, ValueError, OSError) as exc:
+            log.error("camera %s: detection disabled: %s", name, exc)
+            return
+        analyzer = CameraAnalyzer(name, camera.detect, detector, self.config.timezone)
+        ledger = self.ledgers[name] = ActivityLedger()
+        worker = AnalysisWorker(
+            name, camera, spec, analyzer, self.clock, self.events, self.root, ledger, self.stop_event
+        )
+        self.analysis[name] = worker
+        worker.start()
+        log.info("camera %s: analysing %s with %s", name, spec.display, model)
+
     def _on_segment(self, segment: Segment) -> None:
         self.clock.raise_floor(segment.end)
+        ledger = self.ledgers.get(segment.camera)
+        activity = ledger.summary(segment.start, segment.end) if ledger else None
+        if activity is not None:
+            self.index.set_activity(segment.path, motion=round(activity[0], 3), persons=activity[1])
         if self.config.storage.index_flush_seconds == 0:
             self.index.flush()
 
@@ -128,7 +159,13 @@ class Agent:
             "site": self.config.site,
             "device": self.config.device,
             "time": self.clock.now(),
-            "cameras": [s.as_dict() for s in self.statuses()],
+            "cameras": [
+                {
+                    **s.as_dict(),
+                    "analysis": asdict(self.analysis[s.camera].status) if s.camera in self.analysis else None,
+                }
+                for s in self.statuses()
+            ],
             "retention": {
                 "aged_out": self.retention.total.aged_out,
                 "evicted_for_space": self.retention.total.evicted_for_space,
@@ -150,10 +187,10 @@ class Agent:
     def shutdown(self, timeout: float = 15.0) -> None:
         """Stop capture, close open segments, flush the index."""
         self.stop_event.set()
-        for worker in self.workers:
+        for worker in [*self.workers, *self.analysis.values()]:
             worker.join(timeout)
             if worker.is_alive():
-                log.error("camera %s did not stop within %.0f s", worker.camera, timeout)
+                log.error("%s did not stop within %.0f s", worker.name, timeout)
         self.index.flush()
         try:
             self.write_status()

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from edge_agent import __version__
 from edge_agent.config import AgentConfig, ConfigError, load_config
 from edge_agent.config.loader import format_validation_error
+from edge_agent.config.schema import DetectConfig
 from edge_agent.config.template import parse_camera_arg, render_config
 
 if TYPE_CHECKING:
@@ -237,6 +238,85 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_dir(args: argparse.Namespace) -> Path:
+    if args.models_dir:
+        return Path(args.models_dir)
+    if args.config:
+        return load_config(args.config).models_dir
+    from edge_agent.config.schema import AgentConfig as _Config
+
+    return _Config().models_dir
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from models.registry import list_models
+
+    for m in list_models(_models_dir(args)):
+        flags = [f for f, on in (("recommended", m.recommended), ("default", m.default), ("built-in", m.builtin)) if on]
+        state = "installed" if m.installed else "not installed"
+        print(f"{m.name:12} {m.family:11} {state:14} {m.licence:13} {' '.join(flags)}")
+    return 0
+
+
+def cmd_models_install(args: argparse.Namespace) -> int:
+    from models.registry import ModelError, install_model
+
+    try:
+        path = install_model(args.name, _models_dir(args), args.source)
+    except ModelError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"installed {args.name} -> {path}")
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from edge_agent.config.schema import AgentConfig as _Config
+    from edge_agent.detectors.loader import load_detector
+    from edge_agent.detectors.select import resolve_model
+    from edge_agent.offline import detect_image, detect_video, is_image
+    from models.registry import ModelError
+
+    config = load_config(args.config) if args.config else _Config()
+    settings = DetectConfig()
+    if args.camera:
+        if args.camera not in config.cameras:
+            raise CommandError(f"unknown camera {args.camera!r}")
+        settings = config.cameras[args.camera].detect
+    elif config.cameras:
+        settings = next(iter(config.cameras.values())).detect
+    overrides = {
+        k: v
+        for k, v in (
+            ("fps", args.fps),
+            ("threshold", args.threshold),
+            ("min_score", args.min_score),
+            ("full_frame", args.full_frame or None),
+        )
+        if v is not None
+    }
+    try:
+        settings = DetectConfig.model_validate({**settings.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise CommandError(format_validation_error(exc, "detect options")) from None
+    path = Path(args.path)
+    if not path.exists():
+        raise CommandError(f"{path}: no such file")
+    models_dir = Path(args.models_dir) if args.models_dir else config.models_dir
+    try:
+        name = resolve_model(args.model or settings.model, models_dir)
+        detector = load_detector(name, models_dir, settings.threshold, args.threads)
+    except ModelError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        if is_image(path):
+            detect_image(path, detector, sys.stdout)
+        else:
+            detect_video(path, detector, settings, sys.stdout, events=args.events, timezone=config.timezone)
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"{path}: {exc}") from None
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.demo import run_demo
 
@@ -313,6 +393,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record-only", action="store_true", help="Cameras record without analysis.")
     p = command("check", cmd_config_check, "Validate a config file; exit 2 with the error if it is broken.", config_sub)
     p.add_argument("file")
+
+    models = sub.add_parser("models", help="Person detector models: list, install.")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    for name, func, text in (
+        ("list", cmd_models_list, "List the registry's models and which are installed."),
+        ("install", cmd_models_install, "Install a model (SHA-256 checked) from the registry URL, a file or a URL."),
+    ):
+        p = command(name, func, text, models_sub)
+        p.add_argument("--config", help="Take models_dir from this agent config.")
+        p.add_argument("--models-dir", help="Models directory (default: the config's, else /var/lib/diaolou/models).")
+        if name == "install":
+            p.add_argument("name")
+            p.add_argument("--from", dest="source", help="Local file or http(s) URL instead of the registry URL.")
+
+    p = command("detect", cmd_detect, "Run the live detection pipeline on an image or video; print JSON lines.")
+    p.add_argument("path")
+    p.add_argument("--model", help="Registry model name (default: the camera's detect.model, auto).")
+    p.add_argument("--config", help="Agent config: detection settings of --camera (or its first camera).")
+    p.add_argument("--camera")
+    p.add_argument("--models-dir")
+    p.add_argument("--fps", type=float)
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--min-score", type=float)
+    p.add_argument("--full-frame", action="store_true", help="Run the detector on every whole frame.")
+    p.add_argument("--threads", type=int, default=1, help="Inference threads.")
+    p.add_argument("--events", action="store_true", help="Print one line per event instead of per frame.")
 
     p = command("demo", cmd_demo, "Record a simulated camera into a ring buffer, then cut a clip.")
     p.add_argument("--dir", default="demo-data")

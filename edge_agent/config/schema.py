@@ -73,7 +73,7 @@ ARMED_PATTERN = r"^(always|([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d)$"
 
 class MotionConfig(Strict):
     threshold: int = Field(
-        25,
+        20,
         ge=1,
         le=255,
         description="Grey-level change (0-255) a pixel needs to count as motion; the detector "

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
+import onnxruntime as ort
 
 from edge_agent.detectors.base import Box, Detection
 from edge_agent.detectors.decoders import decode

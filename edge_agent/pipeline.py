@@ -1,0 +1,111 @@
+"""One camera's analysis: motion -> regions -> person detector -> tracker -> events.
+
+The same code runs live in the agent and offline in `diaolou-agent detect`, so what the offline
+command reports is what the box would have raised.
+
+Motion gates detection: the detector looks only at regions built from motion boxes and from
+tracked people (merged, padded, at least the detector's useful size), never at a still scene;
+a person standing still is re-checked every `recheck_seconds`, not every frame. With
+`full_frame: true` it looks at the whole frame every analysed frame instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.config.schema import DetectConfig
+from edge_agent.detectors.base import Box, Detection, Detector
+from edge_agent.events.person import EventBuilder, EventChange
+from edge_agent.motion.detector import MotionDetector, MotionResult
+from edge_agent.motion.regions import detection_regions
+from edge_agent.motion.settings import motion_settings
+from edge_agent.track.tracker import Tracker
+from edge_agent.track.zones import Polygon, foot_point
+
+REGION_PAD = 24  # px around motion: a person's limbs move before the torso does
+REGION_MIN = 96  # px: smaller crops are upscaled past what the detectors resolve
+DUPLICATE_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    t: float
+    detections: list[Detection]
+    regions: list[Box]  # where the detector looked; [] = it did not run
+    motion: MotionResult
+    changes: list[EventChange]
+
+
+class CameraAnalyzer:
+    def __init__(self, camera: str, settings: DetectConfig, detector: Detector, timezone: str) -> None:
+        self.camera = camera
+        self.settings = settings
+        self.detector = detector
+        self.motion = MotionDetector(motion_settings(settings.motion))
+        self.tracker = Tracker(settings.min_score, settings.score_window, settings.min_hits)
+        self.object_masks = [Polygon(p) for p in settings.object_masks]
+        self._size = (0, 0)
+        # A crop smaller than the detector's smallest window finds nothing (HOG needs 64x128).
+        min_input = getattr(detector, "min_input", (0, 0))
+        self.region_min = max(REGION_MIN, *min_input)
+        self.events = EventBuilder(camera, settings, timezone, detector.name, lambda: self._size)
+        self.detector_runs = 0
+        self.frames = 0
+
+    def process(self, image: np.ndarray, t: float) -> FrameResult:
+        height, width = image.shape[:2]
+        self._size = (width, height)
+        self.frames += 1
+        motion = self.motion.update(image, t)
+        regions = self._regions(motion, t, width, height)
+        detections: list[Detection] = []
+        if regions:
+            detections = self._detect(image, regions, width, height)
+        update = self.tracker.update(detections, t, checked=None if self.settings.full_frame else regions)
+        self.tracker.expire(t, older_than=self.settings.end_after_seconds)
+        changes = self.events.process(t, image, update, self.tracker.tracks)
+        return FrameResult(t, detections, regions, motion, changes)
+
+    def finish(self) -> list[EventChange]:
+        return self.events.finish()
+
+    def _regions(self, motion: MotionResult, t: float, width: int, height: int) -> list[Box]:
+        if self.settings.full_frame:
+            return [Box(0, 0, width, height)]
+        tracked = []
+        for track in self.tracker.tracks:
+            predicted = track.predicted(t)
+            moving = any(predicted.iou(m) > 0 for m in motion.boxes)
+            if moving or t - track.last_checked >= self.settings.recheck_seconds:
+                tracked.append(predicted)
+        motion_boxes = [] if motion.recalibrating else motion.boxes
+        if not motion_boxes and not tracked:
+            return []
+        return detection_regions(motion_boxes, tracked, width, height, REGION_PAD, self.region_min)
+
+    def _detect(self, image: np.ndarray, regions: list[Box], width: int, height: int) -> list[Detection]:
+        found: list[Detection] = []
+        for region in regions:
+            x1, y1 = int(region.x1), int(region.y1)
+            x2, y2 = round(region.x2), round(region.y2)
+            crop = image[y1:y2, x1:x2]
+            if crop.size == 0:
+                continue
+            self.detector_runs += 1
+            for det in self.detector.detect(crop):
+                box = det.box.shift(x1, y1)
+                if any(m.contains(*foot_point(box), width, height) for m in self.object_masks):
+                    continue
+                found.append(Detection(box, det.score, det.label))
+        return _dedupe(found)
+
+
+def _dedupe(detections: list[Detection]) -> list[Detection]:
+    """Overlapping regions can see the same person twice: keep the best of near-identical boxes."""
+    kept: list[Detection] = []
+    for det in sorted(detections, key=lambda d: d.score, reverse=True):
+        if all(det.label != k.label or det.box.iou(k.box) < DUPLICATE_IOU for k in kept):
+            kept.append(det)
+    return kept
