@@ -223,6 +223,7 @@ def cmd_config_init(args: argparse.Namespace) -> int:
             device=args.device,
             mqtt=args.mqtt,
             record_only=args.record_only,
+            models_dir=Path(args.models_dir) if args.models_dir else None,
         )
     except ValidationError as exc:
         raise CommandError(format_validation_error(exc, "config init")) from None
@@ -391,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="rtsp:// URL, video file or /dev/videoN; repeat for more cameras.",
     )
     p.add_argument("--record-only", action="store_true", help="Cameras record without analysis.")
+    p.add_argument("--models-dir", help="Where detector models are installed (default /var/lib/diaolou/models).")
     p = command("check", cmd_config_check, "Validate a config file; exit 2 with the error if it is broken.", config_sub)
     p.add_argument("file")
 

@@ -139,7 +139,11 @@ class DetectConfig(Strict):
         2.0, gt=0, le=60, description="A person standing still (no motion) is re-checked this often."
     )
     end_after_seconds: float = Field(
-        8.0, gt=0, le=600, description="An event ends when no person has been seen for this long."
+        5.0,
+        gt=0,
+        le=600,
+        description="An event ends when no person has been seen for this long (a person who leaves and comes "
+        "back sooner stays in the same event).",
     )
     pre_roll_seconds: float = Field(5.0, ge=0, le=120, description="Clip window starts this long before the event.")
     post_roll_seconds: float = Field(5.0, ge=0, le=120, description="Clip window ends this long after the event.")

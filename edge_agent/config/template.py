@@ -63,6 +63,7 @@ def render_config(
     device: str = "box",
     mqtt: str | None = None,
     record_only: bool = False,
+    models_dir: Path | None = None,
 ) -> str:
     raw: dict[str, Any] = {
         "site": site,
@@ -73,6 +74,8 @@ def render_config(
     }
     if mqtt:
         raw["mqtt"] = {"url": mqtt}
+    if models_dir is not None:
+        raw["models_dir"] = str(models_dir)
     config = AgentConfig.model_validate(raw)  # raises ValidationError with the key path
     fields = AgentConfig.model_fields
     out = [
