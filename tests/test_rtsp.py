@@ -82,6 +82,33 @@ def test_camera_drop_reconnect_and_events(
         assert ok, errors
 
 
+def test_a_server_that_goes_silent_is_detected_by_the_read_timeout(
+    tmp_path: Path, long_h264_file: Path, rtsp_server: Callable[..., RtspServer]
+) -> None:
+    """The camera hangs with its connection open (no RST, no EOF): only a read timeout can tell."""
+    import os
+    import signal
+
+    server = rtsp_server({"/cam": long_h264_file})
+    agent = make_agent(tmp_path, {"hang": server.url("/cam")})
+    agent.start()
+    try:
+        assert wait_for(lambda: agent.workers[0].status.segments >= 1, timeout=60)
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            assert wait_for(lambda: status(agent, "hang") == "offline", timeout=30)
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert wait_for(lambda: status(agent, "hang") == "online", timeout=30)
+        assert [e.kind for e in agent.events.list(camera="hang")] == ["camera_offline", "camera_back"]
+    finally:
+        agent.shutdown()
+    for seg in SegmentIndex(tmp_path).segments("hang", 0, 4e9):
+        ok, errors = ffmpeg_decodes(tmp_path / seg.path)
+        assert ok, errors
+
+
 def test_bad_cameras_never_stop_the_good_one(
     tmp_path: Path, long_h264_file: Path, rtsp_server: Callable[..., RtspServer]
 ) -> None:

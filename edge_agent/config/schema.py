@@ -34,10 +34,14 @@ class ReconnectConfig(Strict):
         60.0, ge=1, le=3600, description="Cap of the exponential backoff between reconnect attempts."
     )
     open_timeout_seconds: float = Field(
-        10.0, ge=1, le=120, description="Give up opening a stream (DNS, TCP, RTSP handshake) after this long."
+        10.0, ge=1, le=120, description="Give up opening a V4L2 device after this long (RTSP: see read_timeout)."
     )
     read_timeout_seconds: float = Field(
-        10.0, ge=1, le=120, description="A stream that delivers no packet for this long counts as dropped."
+        10.0,
+        ge=1,
+        le=120,
+        description="An RTSP connection attempt, or a stream that delivers no packet, gives up after this long "
+        "and counts as dropped.",
     )
 
     @model_validator(mode="after")
