@@ -27,6 +27,8 @@ from typing import IO, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge_agent.durable import fsync_dir
+
 REGISTRY_PATH = Path(__file__).with_name("registry.yaml")
 INSTALL_HINT = "diaolou-agent models install {name} --from PATH_OR_URL"
 CHUNK = 1 << 20
@@ -254,7 +256,7 @@ def install_model(name: str, models_dir: Path, source: str | None = None) -> Pat
             )
         os.chmod(tmp, 0o644)
         os.replace(tmp, final)
-        _fsync_dir(models_dir)
+        fsync_dir(models_dir)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -351,15 +353,6 @@ def _verify(entry: ModelEntry, path: Path, raise_errors: bool) -> bool:
             f"reinstall with: {INSTALL_HINT.format(name=entry.name)}"
         )
     return False
-
-
-def _fsync_dir(path: Path) -> None:
-    # The rename is durable only once the directory entry is on disk (power cuts are routine here).
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = [

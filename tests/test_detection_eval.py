@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -23,6 +22,7 @@ import pytest
 from edge_agent.config.schema import DetectConfig
 from edge_agent.detectors.loader import load_detector
 from edge_agent.offline import detect_video
+from edge_agent.testvideo import encode_h264
 from models.registry import install_model
 from tests.conftest import SHARED, SHARED_VIDEO, agent_cmd
 
@@ -106,20 +106,7 @@ def _night(frames: list[np.ndarray], seconds: float, seed: int) -> Iterator[np.n
 
 
 def _encode(frames: Iterator[np.ndarray], path: Path) -> Path:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height = 768, 432
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = Fraction(1, 10)
-        stream.codec_context.options = {"preset": "veryfast", "crf": "30", "g": "20"}
-        for i, img in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return encode_h264(frames, path, fps=10, width=768, height=432, gop=20, crf=30)
 
 
 @pytest.mark.parametrize("model", ["yolox-nano", "fastestdet", "hog-people"])

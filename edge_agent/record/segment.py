@@ -19,6 +19,7 @@ from typing import Any
 
 import av
 
+from edge_agent.durable import fsync_dir
 from edge_agent.record.paths import PART_SUFFIX
 
 START_TAG = "diaolou-start="
@@ -141,7 +142,7 @@ class SegmentWriter:
         finally:
             self._file.close()
         os.replace(self.part_path, self.final_path)
-        _fsync_dir(self.final_path.parent)
+        fsync_dir(self.final_path.parent)
         return Segment(
             camera=self.camera,
             start=self.start,
@@ -200,11 +201,3 @@ class _SegmentFile(io.RawIOBase):
         if not self.closed:
             os.close(self._fd)
         super().close()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
