@@ -47,5 +47,5 @@ ensure_debian_packages() {
 
 # What the tests need: ffmpeg/ffprobe (the reference tools), a real RTSP server (GStreamer's,
 # driven by the system Python), and Mosquitto for the MQTT tests.
-TEST_DEBIAN_PACKAGES=(ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+TEST_DEBIAN_PACKAGES=(ffmpeg mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)

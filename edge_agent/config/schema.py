@@ -244,7 +244,24 @@ class StorageConfig(Strict):
 class MqttConfig(Strict):
     url: str = Field(
         "mqtt://127.0.0.1:1883",
-        description="Broker URL: mqtt://[user:password@]host:port, or mqtts:// for TLS.",
+        description="Broker URL: mqtt://[user:password@]host:port, or mqtts:// for TLS. ${ENV_VAR} works here.",
+    )
+    protocol: Literal["v5", "v311"] = Field(
+        "v5",
+        description="MQTT version. v5 for Mosquitto (production); v311 for the hub's embedded one-box broker.",
+    )
+    ca_file: Path | None = Field(None, description="CA certificate for mqtts:// (default: the system's CAs).")
+    client_id: str | None = Field(
+        None, max_length=128, description="MQTT client id; default diaolou-<site>-<device>. Unique per broker."
+    )
+    keepalive_seconds: int = Field(30, ge=5, le=600, description="MQTT keepalive; the last will fires after ~1.5x.")
+    heartbeat_seconds: float = Field(10.0, ge=1, le=3600, description="How often a heartbeat is sent (QoS 0).")
+    outbox_max_mb: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="Local outbox bound while the link is down; when full, the lowest-priority oldest "
+        "messages are dropped first and counted.",
     )
 
     @field_validator("url")
