@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.testvideo import make_h264
+from tests.support.brokers import Broker
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -128,3 +129,18 @@ def ffmpeg_decodes(path: Path) -> tuple[bool, str]:
     """Decode every frame with the reference decoder; (ok, errors)."""
     proc = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True)
     return proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+
+
+@pytest.fixture(params=["mosquitto", "amqtt"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
+    """The same test against both brokers: Mosquitto (production) and amqtt (embedded default)."""
+    started = Broker(request.param, tmp_path / f"broker-{request.param}").start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    started = Broker("mosquitto", tmp_path / "broker-mosquitto").start()
+    yield started
+    started.stop()
