@@ -45,7 +45,7 @@ def detect_video(
     analyzer = CameraAnalyzer("offline", settings, detector, timezone)
     lines = 0
     source_width = _source_width(path)
-    for frame in iter_frames(spec, settings.fps, settings.width):
+    for frame in iter_frames(spec, settings.fps, settings.width, decode_threads=0):
         scale = source_width / frame.width  # boxes are printed in the file's pixels
         result = analyzer.process(frame.image, frame.t)
         if events:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from edge_agent.capture.sources import StreamSpec
 from edge_agent.capture.stream import open_stream, video_packets
@@ -44,16 +45,23 @@ def iter_frames(
     open_timeout: float = 10.0,
     read_timeout: float = 10.0,
     loop: bool = False,
+    decode_threads: int = 1,
 ) -> Iterator[AnalysisFrame]:
     """Decoded frames at most `fps` per second, at most `width` wide.
 
     A file is read as fast as it decodes (offline analysis) unless `loop` asks for live-like
-    looping, which also paces it to real time.
+    looping, which also paces it to real time. Live cameras decode with one thread
+    (`decode_threads=0` lets FFmpeg choose): on a small sub stream, frame threads cost more
+    CPU and memory than they save.
     """
     container = open_stream(spec, open_timeout, read_timeout)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if decode_threads == 1:
+            stream.codec_context.thread_count = 1
+        else:
+            stream.thread_type = "AUTO"
+        reformatter = VideoReformatter()  # keeps its scaler context from frame to frame
         packets = video_packets(container, spec, loop=loop) if (spec.live or loop) else container.demux(stream)
         step = 1.0 / fps
         next_t: float | None = None
@@ -74,7 +82,7 @@ def iter_frames(
                 if t > next_t:  # fell behind (gap): realign rather than burst
                     next_t = t + step
                 w, h = scaled_size(frame.width, frame.height, width)
-                image = frame.to_ndarray(width=w, height=h, format="bgr24")
+                image = reformatter.reformat(frame, w, h, "bgr24").to_ndarray()
                 yield AnalysisFrame(index=index, t=t, image=image)
     finally:
         container.close()

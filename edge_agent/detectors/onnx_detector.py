@@ -125,6 +125,9 @@ def _new_session(path: Path, threads: int, spinning: bool) -> ort.InferenceSessi
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    # Several cameras run this session concurrently; the default arena keeps the peak of every
+    # concurrent run's buffers for good, which a 1 GB box cannot spare.
+    opts.enable_cpu_mem_arena = False
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable/invalid files
