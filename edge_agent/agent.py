@@ -12,20 +12,21 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge_agent.analysis import ActivityLedger, AnalysisWorker
 from edge_agent.capture.camera import CameraStatus, CameraWorker
 from edge_agent.capture.sources import StreamSpec, resolve_sources
 from edge_agent.clock import WallClock
 from edge_agent.config.schema import AgentConfig, CameraConfig
 from edge_agent.events.store import EventStore
-from edge_agent.pipeline import CameraAnalyzer
 from edge_agent.record.index import INDEX_NAME, SegmentIndex
 from edge_agent.record.recorder import SegmentRecorder
 from edge_agent.record.repair import RepairReport, repair
 from edge_agent.record.retention import Retention
 from edge_agent.record.segment import Segment
+
+if TYPE_CHECKING:
+    from edge_agent.analysis import ActivityLedger, AnalysisWorker
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Agent:
         )
         self.workers: list[CameraWorker] = []
         self.analysis: dict[str, AnalysisWorker] = {}
-        self.ledgers: dict[str, ActivityLedger] = {}
+        self.ledgers: dict[str, ActivityLedger] = {}  # per camera: fills the segments' motion columns
 
     def start(self) -> None:
         self.repair_report = repair(self.root, self.index)
@@ -106,8 +107,11 @@ class Agent:
         log.info("agent %s/%s started with %d cameras", self.config.site, self.config.device, len(self.workers))
 
     def _start_analysis(self, name: str, camera: CameraConfig, spec: StreamSpec) -> None:
+        # Imported here: a record-only agent never loads onnxruntime or OpenCV (~40 MB resident).
+        from edge_agent.analysis import ActivityLedger, AnalysisWorker
         from edge_agent.detectors.loader import load_detector
         from edge_agent.detectors.select import resolve_model
+        from edge_agent.pipeline import CameraAnalyzer
         from models.registry import ModelError
 
         try:

@@ -70,7 +70,11 @@ class ActivityLedger:
 def save_change(root: Path, store: EventStore, change: EventChange, pre_roll: float, post_roll: float) -> LocalEvent:
     """Persist a person event (and its snapshot) before anything else is done with it."""
     event = change.event
-    files = write_snapshot(root, event) if change.phase in ("new", "end") or event.snapshot else None
+    try:
+        files = write_snapshot(root, event)
+    except OSError as exc:  # a full disk must not cost the event itself
+        log.error("camera %s: snapshot of event %s not written: %s", event.camera, event.id, exc)
+        files = None
     clip_start, clip_end = event.clip_window(pre_roll, post_roll)
     detail = {
         **event.summary(),
@@ -125,16 +129,17 @@ class AnalysisWorker(threading.Thread):
                 for frame in frames:
                     if self.stop_event.is_set():
                         break
-                    self.status.state = "running"
+                    if self.status.state != "online":
+                        self.status.state, self.status.last_error = "online", None
                     backoff.reset()
                     self._process(frame.image, self.clock.now())
                 else:
                     raise StreamOpenError(f"{self.spec.display}: detection stream ended")
             except (StreamOpenError, av.FFmpegError, OSError) as exc:
-                self._fail(str(exc))
-            except Exception as exc:
+                self._fail("offline", str(exc))
+            except Exception as exc:  # analysis must never take the agent (and its recording) down
                 log.exception("camera %s: analysis failed", self.camera)
-                self._fail(f"{type(exc).__name__}: {exc}")
+                self._fail("error", f"{type(exc).__name__}: {exc}")
             if not self.stop_event.is_set():
                 self.stop_event.wait(backoff.next_delay())
         for change in self.analyzer.finish():
@@ -151,6 +156,12 @@ class AnalysisWorker(threading.Thread):
             self._save(change)
 
     def _save(self, change: EventChange) -> None:
+        try:
+            self._store(change)
+        except Exception:
+            log.exception("camera %s: event %s (%s) not saved", self.camera, change.event.id, change.phase)
+
+    def _store(self, change: EventChange) -> None:
         save_change(
             self.root, self.store, change, self.config.detect.pre_roll_seconds, self.config.detect.post_roll_seconds
         )
@@ -158,7 +169,7 @@ class AnalysisWorker(threading.Thread):
             self.status.events += 1
             log.info("camera %s: person event %s started", self.camera, change.event.id)
 
-    def _fail(self, error: str) -> None:
+    def _fail(self, state: str, error: str) -> None:
         if self.status.last_error != error:
             log.error("camera %s: analysis: %s", self.camera, error)
-        self.status.state, self.status.last_error = "offline", error
+        self.status.state, self.status.last_error = state, error

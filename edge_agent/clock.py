@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,16 @@ STEP_TOLERANCE_S = 2.0
 TIME_ERROR = 5  # adjtimex(2): the kernel's clock is not synchronised
 
 
+TIMESYNCD_FLAG = Path("/run/systemd/timesync/synchronized")
+
+
 def kernel_clock_synchronized() -> bool:
-    """True when NTP (chrony, systemd-timesyncd) has disciplined the kernel clock (adjtimex(2))."""
+    """True when NTP (chrony, systemd-timesyncd) has disciplined the kernel clock.
+
+    Asks adjtimex(2); a service with systemd's ProtectClock= cannot call it, so the flag file
+    systemd-timesyncd keeps is checked first."""
+    if TIMESYNCD_FLAG.exists():
+        return True
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         timex = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0 reads only

@@ -42,6 +42,8 @@ def detect_video(
 ) -> int:
     """Returns the number of lines printed. Times are seconds from the start of the file."""
     spec = StreamSpec("file", str(path), str(path))
+    # A file's times start at zero, not at a time of day: an arming schedule cannot apply to it.
+    settings = settings.model_copy(update={"armed": ["always"]})
     analyzer = CameraAnalyzer("offline", settings, detector, timezone)
     lines = 0
     source_width = _source_width(path)

@@ -198,3 +198,25 @@ def test_log_lines_never_carry_passwords(caplog: pytest.LogCaptureFixture) -> No
     assert mask_secrets("rtsp://admin:hunter2@10.0.0.1:554/s") == "rtsp://admin:***@10.0.0.1:554/s"
     assert "hunter2" not in mask_secrets("rtsp://h/user=admin&password=hunter2&channel=1&stream=0.sdp")
     caplog.set_level(logging.INFO)
+
+
+def test_zones_replace_and_arming_ranges_are_checked() -> None:
+    config = parse_config(
+        """
+defaults:
+  detect:
+    zones: {door: {polygon: [[0, 0], [1, 0], [1, 1]]}}
+    motion: {threshold: 30}
+cameras:
+  a: {source: rtsp://h/a}
+  b: {source: rtsp://h/b, detect: {zones: {gate: {polygon: [[0, 0], [0.5, 0], [0.5, 1]]}}, motion: {min_area: 0.01}}}
+"""
+    )
+    assert set(config.cameras["a"].detect.zones) == {"door"}
+    assert set(config.cameras["b"].detect.zones) == {"gate"}  # replaced, not merged with the default
+    assert config.cameras["b"].detect.motion.threshold == 30  # other nested keys still merge
+    assert config.cameras["b"].detect.motion.min_area == 0.01
+    for bad in ("24:59", "22:00-24:30", "25:00-06:00", "22:00-22:00"):
+        with pytest.raises(ConfigError, match=r"cameras\.a\.detect\.armed"):
+            parse_config(f"cameras:\n  a: {{source: rtsp://h/a, detect: {{armed: ['{bad}']}}}}\n")
+    parse_config("cameras:\n  a: {source: rtsp://h/a, detect: {armed: ['22:00-24:00', '00:00-06:00']}}\n")

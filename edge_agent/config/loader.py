@@ -102,12 +102,19 @@ def merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "cameras": merged_cameras}
 
 
+# Mappings that a camera replaces as a whole: a camera must be able to drop a default zone.
+_ATOMIC_KEYS = {"zones"}
+
+
 def _deep_merge(base: Any, own: Any) -> Any:
-    """`own` over `base`, key by key down nested mappings (lists such as zones replace, not append)."""
+    """`own` over `base`, key by key down nested mappings; lists and `zones` replace, not merge."""
     if own is None:
         return base
     if isinstance(base, dict) and isinstance(own, dict):
-        return {k: _deep_merge(base.get(k), own[k]) if k in own else base[k] for k in base.keys() | own.keys()}
+        return {
+            k: own[k] if k in _ATOMIC_KEYS and k in own else _deep_merge(base.get(k), own[k]) if k in own else base[k]
+            for k in base.keys() | own.keys()
+        }
     return own
 
 

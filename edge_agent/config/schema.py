@@ -72,7 +72,7 @@ class RecordConfig(Strict):
 Point = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=2)]
 Polygon = Annotated[list[Point], Field(min_length=3, max_length=64)]
 
-ARMED_PATTERN = r"^(always|([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d)$"
+ARMED_PATTERN = r"^(always|([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00))$"
 
 
 class MotionConfig(Strict):
@@ -163,6 +163,15 @@ class DetectConfig(Strict):
         default_factory=list, description="Polygons where person detections are ignored (a poster, a statue)."
     )
     motion: MotionConfig = Field(default_factory=MotionConfig)
+
+    @field_validator("armed")
+    @classmethod
+    def _ranges_not_empty(cls, value: list[str]) -> list[str]:
+        for text in value:
+            start, _, end = text.partition("-")
+            if end and start == end:
+                raise ValueError(f'{text!r} is an empty range; write "always" for all day')
+        return value
 
 
 Transport = Literal["tcp", "udp"]
