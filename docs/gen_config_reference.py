@@ -154,14 +154,16 @@ A camera needs either `source` (an explicit stream) or `profile` plus `host`.
 The recorder stores H.264 or H.265 as the camera sends it. A camera set to MJPEG or another
 codec goes to state `error` with a message asking to switch it to H.264 or H.265.
 
-## Keys that are accepted but not used yet
+## Detection and the MQTT link
 
-- `mqtt.url`: the MQTT link to the hub is a later issue. The URL is validated, nothing connects.
-- `detect.*` and `detect_source`: detection (motion, person detector) is a later issue.
-  The values are validated and the sub stream URL is built, but nothing is decoded yet.
-  `detect.enabled: false` already marks a camera as record-only for when detection lands.
-- `site` and `device` name the box in clip manifests and in `status`; they become MQTT topic
-  levels with the MQTT link.
+- `detect.*` and `detect_source`: the detection stream (the camera's sub stream, else the main
+  stream) is decoded at `detect.fps`, downscaled to `detect.width`, and analysed for motion and
+  people; see docs/detection.md. `detect.enabled: false` makes a camera record-only: nothing is
+  decoded and no ML library is loaded for it.
+- Polygons (`zones.*.polygon`, `object_masks`, `motion.masks`) are lists of `[x, y]` points in
+  normalised frame coordinates (0 = left/top edge, 1 = right/bottom edge), at least 3 points.
+- `mqtt.*`: the link to the hub's broker (see docs/mqtt.md). `site` and `device` are MQTT topic
+  levels and name the box in clip manifests and in `status`.
 
 """
 
@@ -169,10 +171,11 @@ SECTION_NOTES: dict[str, str] = {
     "AgentConfig": "Top-level keys.",
     "StorageConfig": "The ring buffer: where segments and the index live, and the storage floor. "
     "See docs/recording.md.",
-    "MqttConfig": "The link to the broker. Not used yet (the MQTT link is a later issue); the URL is validated.",
+    "MqttConfig": "The link to the broker (docs/mqtt.md).",
     "Defaults": "Merged into every camera (see *How the file is read*, step 3).",
     "RecordConfig": "Recording of the main stream into the ring buffer (stream copy).",
-    "DetectConfig": "Analysis of the detection stream. Not used yet (detection is a later issue).",
+    "DetectConfig": "Analysis of the detection stream: motion, person detection, tracking, events "
+    "(docs/detection.md).",
     "ReconnectConfig": "Timeouts and the reconnect backoff. The backoff doubles from "
     "`initial_seconds` up to `max_seconds`, with +/-20 % jitter, and starts over once the camera "
     "delivers packets again.",

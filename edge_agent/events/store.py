@@ -1,7 +1,7 @@
 """Local event log: camera offline/back, storage trouble (person events join with the detection issue).
 
 Each event is committed before anything else happens with it, so it survives kill -9 and a power
-cut; the MQTT link (next issue) ships events from here and marks them sent.
+cut; the MQTT link ships them through its outbox.
 """
 
 from __future__ import annotations
