@@ -170,6 +170,8 @@ class MqttLink:
 
     # --- public API ---------------------------------------------------------------------------
     def start(self) -> None:
+        if self._stopping:
+            raise RuntimeError("a stopped MqttLink cannot be restarted: make a new one")
         if self._started:
             return
         self._started = True
@@ -221,7 +223,9 @@ class MqttLink:
     def send_event(self, event: Event, priority: int | None = None) -> int | None:
         """Commit an event to the outbox (durable on return) and wake the sender; its seq, or None
         when the outbox was full of higher-priority messages and this one was dropped."""
-        seq = self.outbox.enqueue(self.event_topic, encode(event), qos=1, priority=priority or event_priority(event))
+        if priority is None:
+            priority = event_priority(event)
+        seq = self.outbox.enqueue(self.event_topic, encode(event), qos=1, priority=priority)
         self.notify()
         return seq
 
@@ -300,9 +304,13 @@ class MqttLink:
             name = reason.getName()
             hint = ""
             if name in _CREDENTIALS:
-                hint = " (check the user name and password in mqtt.url, and the broker's ACL for this device)"
-            self._report(f"broker {self.address.display()} refused the connection: {name}{hint}; messages stay queued")
+                hint = " (the user name or password in mqtt.url is wrong, or the broker does not allow this device)"
+            self._report(
+                f"broker {self.address.display()} refused the connection: {name}{hint}", "messages stay queued"
+            )
             return
+        if self._stopping:
+            return  # connected while stop() ran: saying online now would leave a stale retained status
         receive_max = getattr(props, "ReceiveMaximum", None) if props is not None else None
         with self._lock:
             # Re-sending is ours (from the outbox, oldest first); paho's copies would interleave.
@@ -327,8 +335,8 @@ class MqttLink:
         exc = sys.exc_info()[1]
         self._guard(
             self._report,
-            f"cannot reach broker {self.address.display()}: {exc or 'connection failed'}; "
-            "retrying with backoff, messages stay queued",
+            f"cannot reach broker {self.address.display()}: {exc or 'connection failed'}",
+            "retrying with backoff; messages stay queued",
         )
 
     def _on_disconnect(
@@ -338,7 +346,7 @@ class MqttLink:
         if was_connected and not self._stopping:
             self._guard(
                 self._report,
-                f"lost the connection to {self.address.display()} ({reason}); "
+                f"lost the connection to {self.address.display()} ({reason})",
                 f"{self._in_flight} unacknowledged messages will be re-sent after reconnecting",
             )
 
@@ -352,10 +360,10 @@ class MqttLink:
             if mqtt.topic_matches_sub(topic_filter, message.topic):
                 self._guard(handler, message.topic, bytes(message.payload))
 
-    def _report(self, problem: str) -> None:
-        """Log a connection problem once, not on every retry."""
+    def _report(self, problem: str, consequence: str) -> None:
+        """Log a connection problem once, not on every retry; `last_error` keeps the problem alone."""
         if problem != self._problem:
-            log.error("%s", problem)
+            log.error("%s; %s", problem, consequence)
         self._problem = problem
 
     def _warn_once(self, problem: str) -> None:
@@ -382,6 +390,7 @@ class MqttLink:
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
             try:
+                self._watch_network_thread()
                 self._process_acks(state)
                 if self._stop.is_set():
                     # Give in-flight messages a moment to be acknowledged, then leave them queued.
@@ -390,10 +399,20 @@ class MqttLink:
                         return
                     continue
                 self._send_more(state)
-            except Exception:
-                # A locked or broken outbox file must not end the link: log and retry next poll.
-                log.exception("MQTT sender: outbox error; retrying")
+            except Exception as exc:
+                # A locked or broken outbox file must not end the link: log (once per cause) and retry.
+                cause = f"MQTT sender: {type(exc).__name__}: {exc}; retrying"
+                if cause not in self._warned:
+                    log.exception("%s", cause)
+                self._warned.add(cause)
                 time.sleep(min(1.0, self.poll_seconds * 5))
+
+    def _watch_network_thread(self) -> None:
+        # paho's loop thread only ends on disconnect(); if anything else ends it (an exception
+        # paho does not handle), the link would stay down silently. Start it again instead.
+        if self._client._thread is None and not self._stopping:
+            log.error("MQTT network loop ended unexpectedly; restarting it")
+            self._client.loop_start()
 
     def _process_acks(self, state: _SenderState) -> None:
         done: list[int] = []
@@ -434,7 +453,15 @@ class MqttLink:
             if state.epoch != self._epoch or not self._connected:
                 return  # reconnected meanwhile: the next round starts over from the oldest row
             for row in rows:
-                info = self._client.publish(row.topic, row.payload, qos=row.qos)
+                try:
+                    info = self._client.publish(row.topic, row.payload, qos=row.qos)
+                except ValueError as exc:
+                    # A row paho can never send (bad topic, qos): it would block the queue forever.
+                    self._warn_once(f"outbox message seq {row.seq} can never be sent ({exc}); deleted")
+                    self.outbox.ack(row.seq)
+                    self._counts["refused"] += 1
+                    state.cursor = row.seq
+                    continue
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break  # the connection is going; the reconnect starts a new epoch
                 state.in_flight[info.mid] = row.seq

@@ -82,13 +82,11 @@ def send_test_alarms(config: AgentConfig, count: int = 1, wait_seconds: float = 
         finally:
             lock.release()
         if not left:
-            message = (
-                f"{len(seqs)} test alarms acknowledged by {broker} (sent by this command: the agent is not running)"
-            )
+            message = f"{_alarms(len(seqs))} acknowledged by {broker} (sent by this command: the agent is not running)"
         else:
             why = problem or f"not acknowledged within {wait_seconds:.0f} s"
             message = (
-                f"{len(left)} of {count} test alarms not delivered: {why}. They stay queued in "
+                f"{len(left)} of {_alarms(count)} not delivered: {why}. They stay queued in "
                 f"{outbox.path} and the agent sends them when it runs"
             )
         return _result(count, seqs, left, "direct", ids, _with_drops(message, count, seqs))
@@ -118,13 +116,17 @@ def _agent_message(lock: AgentLock, count: int, seqs: list[int], left: set[int],
     pid = lock.holder()
     agent = f"the running agent (pid {pid})" if pid else "the running agent"
     if not left:
-        return _with_drops(f"{len(seqs)} test alarms acknowledged by the broker, sent by {agent}", count, seqs)
+        return _with_drops(f"{_alarms(len(seqs))} acknowledged by the broker, sent by {agent}", count, seqs)
     return _with_drops(
-        f"{len(left)} of {count} test alarms not yet acknowledged after {wait_seconds:.0f} s; {agent} has them "
+        f"{len(left)} of {_alarms(count)} not yet acknowledged after {wait_seconds:.0f} s; {agent} has them "
         "queued and sends them when its link is up (see its log for the link state)",
         count,
         seqs,
     )
+
+
+def _alarms(n: int) -> str:
+    return f"{n} test alarm{'' if n == 1 else 's'}"
 
 
 def _with_drops(message: str, count: int, seqs: list[int]) -> str:

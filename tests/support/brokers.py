@@ -7,6 +7,7 @@ test's broker.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -57,6 +58,9 @@ class Broker:
             assert shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists(), "mosquitto (Debian) needed"
             conf = self.workdir / "mosquitto.conf"
             lines = [
+                # As root, Mosquitto drops to the `mosquitto` user, which cannot write pytest's
+                # root-only temp dirs: persistence and password files would silently fail.
+                *(["user root"] if os.geteuid() == 0 else []),
                 f"listener {self.port} 127.0.0.1",
                 "persistence true",
                 f"persistence_location {self.workdir}/",
