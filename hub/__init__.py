@@ -1,3 +1,3 @@
-"""Diaolou hub: ingest, devices, users and roles, web UI, clip pulls (arrives with the MQTT issue)."""
+"""Diaolou hub: MQTT ingest into SQLite, devices, and (next) the web UI, users and roles, clip pulls."""
 
 __version__ = "0.1.0"

@@ -1,24 +1,298 @@
-"""`diaolou-hub`: placeholder entry point until the ingest issue lands its commands."""
+"""`diaolou-hub`: run ingest (and the embedded broker), create and check configs, list what was stored.
+
+Every command that takes --config validates it first and exits with status 2 and the error
+(file, key path, what is wrong) when it is broken; other failures exit with status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pydantic import ValidationError
 
 from hub import __version__
+from hub.config import ConfigError, HubConfig, format_validation_error, load_hub_config, render_hub_config
+
+log = logging.getLogger("diaolou.hub")
+
+EXIT_FAILED = 1
+EXIT_BAD_CONFIG = 2
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as `error: ...`, exit status 1."""
+
+
+def iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _time(text: str) -> float:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r} (e.g. 2026-11-28T02:13:00Z)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # times on the wire and in the database are UTC
+    return value.timestamp()
+
+
+def _open_db(config: HubConfig) -> Any:
+    from hub.db import HubDB
+
+    try:
+        return HubDB(config.db_path, config.ingest.sqlite_synchronous, create=False)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+# --- commands ---------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from hub.broker import BrokerStartError, EmbeddedBroker
+    from hub.db import HubDB
+    from hub.ingest import Ingest
+
+    config = load_hub_config(args.config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        db = HubDB(config.db_path, config.ingest.sqlite_synchronous)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot open the hub database {config.db_path}: {exc}") from None
+    broker = None
+    if config.embedded_broker.enabled:
+        if args.log_level != "DEBUG":
+            # amqtt logs every connection, and its state machine library every transition, at INFO.
+            for name in ("amqtt", "transitions"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+        broker = EmbeddedBroker(config.embedded_broker, config.mqtt.session_expiry_seconds)
+        try:
+            broker.start()
+        except BrokerStartError as exc:
+            db.close()
+            raise CommandError(str(exc)) from None
+    ingest = Ingest(config, db)
+    ingest.start()
+    try:
+        stop.wait(args.seconds)
+    finally:
+        ingest.stop()  # commits and acknowledges what arrived; the session stays at the broker
+        if broker is not None:
+            broker.stop()
+        db.close()
+    return 0
+
+
+def cmd_config_init(args: argparse.Namespace) -> int:
+    if not args.mqtt and not args.embedded_broker:
+        raise CommandError("--mqtt URL is required (or --embedded-broker for the one-box default)")
+    try:
+        text = render_hub_config(Path(args.data), args.mqtt, args.listen, args.embedded_broker)
+    except ValidationError as exc:
+        raise CommandError(format_validation_error(exc, "config init")) from None
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    print(text, end="")
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = load_hub_config(args.file)
+    broker = "embedded broker" if config.embedded_broker.enabled else "external broker"
+    print(f"{args.file}: OK (data {config.data_dir}, {broker}, MQTT {config.mqtt.protocol})")
+    return 0
+
+
+def cmd_events_list(args: argparse.Namespace) -> int:
+    config = load_hub_config(args.config)
+    db = _open_db(config)
+    try:
+        rows = db.events(site=args.site, device=args.device, since=args.since, limit=args.limit)
+    finally:
+        db.close()
+    out = [
+        {
+            "id": r["id"],
+            "site": r["site"],
+            "device": r["device"],
+            "camera": r["camera"],
+            "kind": r["kind"],
+            "phase": r["phase"],
+            "seq": r["seq"],
+            "time": iso(r["time"]),
+            "end": iso(r["end"]),
+            "test": r["test"],
+            "received": iso(r["received"]),
+        }
+        for r in rows
+    ]
+    if args.json:
+        for row in out:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        _table(out, ["time", "site", "device", "camera", "kind", "phase", "seq", "test", "id"])
+    return 0
+
+
+def cmd_devices_list(args: argparse.Namespace) -> int:
+    config = load_hub_config(args.config)
+    db = _open_db(config)
+    try:
+        rows = db.devices()
+    finally:
+        db.close()
+    out = [
+        {
+            "site": r["site"],
+            "device": r["device"],
+            "state": r["state"],
+            "clean": r["clean"],
+            "last_seen": iso(r["last_seen"]),
+            "agent_version": r["agent_version"],
+            "cameras": r["cameras"],
+            "last_heartbeat": r["last_heartbeat"],
+        }
+        for r in rows
+    ]
+    if args.json:
+        for row in out:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        for row in out:
+            row["cameras"] = ",".join(row["cameras"])
+        _table(out, ["site", "device", "state", "clean", "last_seen", "agent_version", "cameras"])
+    return 0
+
+
+def cmd_rejections(args: argparse.Namespace) -> int:
+    config = load_hub_config(args.config)
+    db = _open_db(config)
+    try:
+        rows = db.rejections()
+    finally:
+        db.close()
+    for r in rows:
+        r["first_seen"], r["last_seen"] = iso(r["first_seen"]), iso(r["last_seen"])
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        _table(rows, ["site", "device", "cause", "count", "last_seen", "last_error"])
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diaolou-hub", description="Diaolou hub")
+    parser.add_argument("--version", action="version", version=f"diaolou-hub {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help: str,
+        parent: argparse._SubParsersAction[argparse.ArgumentParser] = sub,
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = command(
+        "run",
+        cmd_run,
+        "Ingest MQTT messages into the database until SIGTERM/SIGINT (starts the embedded broker first if enabled).",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--seconds", type=float, default=None, help="Stop after this many seconds (tests, demos).")
+
+    config = sub.add_parser("config", help="Create or check a config file.")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    p = command("init", cmd_config_init, "Print a complete, commented hub config.", config_sub)
+    p.add_argument("--data", required=True, help="Hub data directory (hub.db).")
+    p.add_argument("--mqtt", help="Broker URL: mqtt://[user:password@]host:port or mqtts://...")
+    p.add_argument("--listen", help="HOST:PORT for the web UI (default 127.0.0.1:8080).")
+    p.add_argument(
+        "--embedded-broker",
+        action="store_true",
+        help="Run the embedded MQTT 3.1.1 broker (amqtt) in the hub; --mqtt then says where it listens.",
+    )
+    p = command("check", cmd_config_check, "Validate a config file; exit 2 with the error if it is broken.", config_sub)
+    p.add_argument("file")
+
+    events = sub.add_parser("events", help="Stored events.")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    p = command("list", cmd_events_list, "List stored events in arrival order.", events_sub)
+    p.add_argument("--config", required=True)
+    p.add_argument("--site")
+    p.add_argument("--device")
+    p.add_argument("--since", type=_time, help="Only events that started at or after this ISO-8601 time (UTC).")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--json", action="store_true", help="One JSON object per line.")
+
+    devices = sub.add_parser("devices", help="Known devices.")
+    devices_sub = devices.add_subparsers(dest="devices_command", required=True)
+    p = command(
+        "list", cmd_devices_list, "Devices with state (online/offline), last seen and last heartbeat.", devices_sub
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--json", action="store_true", help="One JSON object per line.")
+
+    p = command("rejections", cmd_rejections, "Rejected messages counted per site, device and cause.")
+    p.add_argument("--config", required=True)
+    p.add_argument("--json", action="store_true", help="One JSON object per line.")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="diaolou-hub",
-        description="Diaolou hub. Ingest, devices and the web UI are not built yet; "
-        "see the open issues. Today the edge agent runs on its own (diaolou-agent).",
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
-    parser.add_argument("--version", action="version", version=f"diaolou-hub {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # an unexpected failure still gets the documented status
+        log.exception("failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,0 +1,364 @@
+"""The hub's configuration: model, loader and the `diaolou-hub config init` template.
+
+Same rules as the agent's config (edge_agent/config): every field has bounds and a description
+(the description is the comment `config init` writes), unknown keys are rejected everywhere, and
+errors name the file and the key path, e.g. `hub.yaml: mqtt.session_expiry_seconds: ...`.
+The hub does not import the agent's package: a hub box needs no video or ML library.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+
+from contract import MAX_PAYLOAD_BYTES
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The agent's MqttConfig accepts exactly this shape; the hub takes the same URLs.
+_MQTT_URL = re.compile(r"^mqtts?://([^@/\s]+@)?[^@/:\s]+(:\d{1,5})?/?$")
+_LISTEN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+# An MQTT client id must not contain topic wildcards and should stay printable (it shows in broker logs).
+_CLIENT_ID = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message is meant for the operator."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(Strict):
+    url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="Broker URL: mqtt://[user:password@]host:port, or mqtts:// for TLS. ${ENV_VAR} works here.",
+    )
+    protocol: Literal["v5", "v311"] = Field(
+        "v5",
+        description="MQTT version. v5 for Mosquitto (production); v311 for the embedded broker (amqtt speaks "
+        "only 3.1.1).",
+    )
+    client_id: str = Field(
+        "diaolou-hub",
+        pattern=_CLIENT_ID,
+        description="The hub's MQTT client id. It names the persistent session at the broker, so it must stay "
+        "the same across restarts and be used by one hub process only.",
+    )
+    ca_file: Path | None = Field(None, description="CA certificate for mqtts:// (default: the system's CAs).")
+    session_expiry_seconds: int = Field(
+        7 * 86400,
+        ge=60,
+        le=2**32 - 1,
+        description="v5: how long the broker keeps the hub's session (subscriptions and queued QoS 1 messages) "
+        "while the hub is down. v311 sessions never expire by protocol; the broker decides "
+        "(Mosquitto: persistent_client_expiration).",
+    )
+    keepalive_seconds: int = Field(30, ge=5, le=600, description="MQTT keepalive.")
+    reconnect_max_seconds: int = Field(
+        30, ge=1, le=3600, description="Cap of the exponential backoff between reconnect attempts."
+    )
+    receive_maximum: int = Field(
+        1000,
+        ge=1,
+        le=65535,
+        description="v5: QoS 1 messages the broker may have in flight to the hub at once. The hub acknowledges "
+        "a message only after it is committed to SQLite, so this also bounds how much one commit can "
+        "batch. (For v311 clients the broker's own limit applies, e.g. Mosquitto's max_inflight_messages.)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        if not _MQTT_URL.match(value):
+            raise ValueError("expected mqtt://[user:password@]host:port or mqtts://...")
+        return value
+
+
+class EmbeddedBrokerConfig(Strict):
+    enabled: bool = Field(
+        False,
+        description="Run an MQTT broker (amqtt, MQTT 3.1.1 only) inside the hub process: one box, one command. "
+        "Production uses Mosquitto (persistence, ACLs per device, TLS) and leaves this off.",
+    )
+    host: str = Field("127.0.0.1", description="Address the embedded broker listens on (0.0.0.0 = every interface).")
+    port: int = Field(1883, ge=1, le=65535, description="Port the embedded broker listens on.")
+    anonymous: Literal["loopback", "any", "never"] = Field(
+        "loopback",
+        description="Who may connect without a password: clients on this machine only (loopback), anyone "
+        "(any; a trusted LAN at most), or nobody (never: every client needs an entry in password_file).",
+    )
+    password_file: Path | None = Field(
+        None,
+        description="Password file for clients that log in: user:hash lines, argon2 hashes (hub.broker.hash_password).",
+    )
+
+
+class IngestConfig(Strict):
+    batch_max_messages: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most messages committed in one SQLite transaction (the acknowledgements to the broker "
+        "follow the commit).",
+    )
+    batch_max_delay_ms: float = Field(
+        50.0,
+        ge=0,
+        le=5000,
+        description="Longest a received message waits for its batch to be committed. Under a steady stream "
+        "a batch is committed as soon as no further message arrives for a millisecond, so quiet times see "
+        "lower latency.",
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="FULL: a committed (and acknowledged) message survives a power cut. NORMAL: survives a "
+        "hub crash but not a power cut; fewer disk flushes.",
+    )
+
+
+class LimitsConfig(Strict):
+    max_payload_bytes: int = Field(
+        MAX_PAYLOAD_BYTES,
+        ge=1024,
+        le=MAX_PAYLOAD_BYTES,
+        description="Larger payloads are rejected (cause oversized) before they are parsed.",
+    )
+    rejection_log: Literal["once", "every", "off"] = Field(
+        "once",
+        description="Log a rejected message once per device and cause (once), for every message (every), or "
+        "never (off). Every rejection is counted in the rejections table either way.",
+    )
+    max_rejection_keys: int = Field(
+        10_000,
+        ge=10,
+        le=1_000_000,
+        description="Distinct (site, device, cause) rejection counters kept; beyond this, rejections are "
+        "counted under site and device '*' so a flood of invented names cannot grow the table without bound.",
+    )
+
+
+class HubConfig(Strict):
+    data_dir: Path = Field(
+        Path("/var/lib/diaolou/hub"), description="Hub data directory: hub.db (SQLite, WAL) lives here."
+    )
+    listen: str = Field(
+        "127.0.0.1:8080", description="HOST:PORT the hub's web UI listens on (used by the web UI, not by ingest)."
+    )
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    embedded_broker: EmbeddedBrokerConfig = Field(default_factory=EmbeddedBrokerConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        match = _LISTEN.match(value)
+        if not match or not 1 <= int(match.group(2)) <= 65535:
+            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+        return value
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "hub.db"
+
+
+# --- broker URL -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    def redacted(self) -> str:
+        """For logs: the password never leaves the config."""
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+def parse_mqtt_url(url: str) -> BrokerAddress:
+    """mqtt://[user:password@]host:port; user and password may be percent-encoded (e.g. %40 for @)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"not an mqtt:// or mqtts:// URL: {parts.scheme}://...")
+    tls = parts.scheme == "mqtts"
+    port = parts.port or (8883 if tls else 1883)
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return BrokerAddress(parts.hostname, port, tls, username, password)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- loading ----------------------------------------------------------------------------------
+def load_hub_config(path: str | Path) -> HubConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    return parse_hub_config(text, source=str(path), base_dir=path.resolve().parent)
+
+
+def parse_hub_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> HubConfig:
+    """Validate config text. Relative paths are taken relative to `base_dir` (the config file's
+    directory), so a config works from any working directory."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(raw).__name__}")
+    raw = _expand_env(raw, source, ())
+    try:
+        config = HubConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    if base_dir is not None:
+        config = _resolve_paths(config, base_dir)
+    check_consistency(config, source)
+    return config
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"])
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; `diaolou-hub config init` prints every key)"
+        lines.append(f"{source}: {loc or '<top level>'}: {message}")
+    return "\n".join(lines)
+
+
+def check_consistency(config: HubConfig, source: str) -> None:
+    """Rules across sections; each error names the key to change."""
+    broker = config.embedded_broker
+    if not broker.enabled:
+        return
+    address = parse_mqtt_url(config.mqtt.url)
+    if config.mqtt.protocol != "v311":
+        raise ConfigError(f"{source}: mqtt.protocol: the embedded broker (amqtt) speaks only MQTT 3.1.1: use v311")
+    if address.tls:
+        raise ConfigError(f"{source}: mqtt.url: the embedded broker listens without TLS: use mqtt://, not mqtts://")
+    if address.port != broker.port:
+        raise ConfigError(
+            f"{source}: mqtt.url: port {address.port} is not the embedded broker's port {broker.port} "
+            "(embedded_broker.port); the hub would not reach its own broker"
+        )
+    if broker.anonymous == "never" and broker.password_file is None:
+        raise ConfigError(
+            f"{source}: embedded_broker.password_file: with anonymous: never every client needs a password file"
+        )
+
+
+def _resolve_paths(config: HubConfig, base: Path) -> HubConfig:
+    def absolute(path: Path | None) -> Path | None:
+        return path if path is None or path.is_absolute() else base / path
+
+    mqtt = config.mqtt.model_copy(update={"ca_file": absolute(config.mqtt.ca_file)})
+    broker = config.embedded_broker.model_copy(update={"password_file": absolute(config.embedded_broker.password_file)})
+    return config.model_copy(update={"data_dir": absolute(config.data_dir), "mqtt": mqtt, "embedded_broker": broker})
+
+
+def _expand_env(value: Any, source: str, path: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{source}: {'.'.join(path)}: environment variable {name} is not set")
+            return os.environ[name]
+
+        return _ENV_REF.sub(replace, value)
+    if isinstance(value, Mapping):
+        return {k: _expand_env(v, source, (*path, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, source, (*path, str(i))) for i, v in enumerate(value)]
+    return value
+
+
+# --- `config init` ----------------------------------------------------------------------------
+def _scalar(value: Any) -> str:
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, bool) or value is None or isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _render(model: BaseModel, indent: int = 0) -> list[str]:
+    lines: list[str] = []
+    for name, info in type(model).model_fields.items():
+        lines.extend(_field_lines(name, info, getattr(model, name), indent))
+    return lines
+
+
+def _field_lines(name: str, info: FieldInfo, value: Any, indent: int) -> list[str]:
+    pad = "  " * indent
+    lines = [f"{pad}# {info.description}"] if info.description else []
+    if isinstance(value, BaseModel):
+        lines.append(f"{pad}{name}:")
+        lines.extend(_render(value, indent + 1))
+    else:
+        lines.append(f"{pad}{name}: {_scalar(value)}")
+    return lines
+
+
+def render_hub_config(
+    data_dir: Path,
+    mqtt: str | None = None,
+    listen: str | None = None,
+    embedded_broker: bool = False,
+) -> str:
+    """A complete, commented hub config with every default spelled out. Raises ValidationError
+    (key path) or ConfigError when the arguments do not make a valid config."""
+    raw: dict[str, Any] = {"data_dir": str(data_dir), "mqtt": {}}
+    if listen is not None:
+        raw["listen"] = listen
+    if mqtt is not None:
+        raw["mqtt"]["url"] = mqtt
+    if embedded_broker:
+        url = mqtt or MqttConfig.model_fields["url"].default
+        raw["mqtt"]["protocol"] = "v311"
+        if _MQTT_URL.match(url):  # else validation below names mqtt.url
+            address = parse_mqtt_url(url)
+            # The broker binds where the hub connects; edit host to 0.0.0.0 for agents on other boxes.
+            host = "127.0.0.1" if address.host == "localhost" else address.host
+            raw["embedded_broker"] = {"enabled": True, "host": host, "port": address.port}
+    config = HubConfig.model_validate(raw)
+    check_consistency(config, "config init")
+    out = [
+        "# Diaolou hub configuration (generated by `diaolou-hub config init`).",
+        "# Check it with `diaolou-hub config check FILE`. Relative paths are relative to this file.",
+        "# Any string may use ${ENV_VAR} to read a value (e.g. the broker password) from the environment.",
+        "",
+    ]
+    for name, info in HubConfig.model_fields.items():
+        out.extend(_field_lines(name, info, getattr(config, name), 0))
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
