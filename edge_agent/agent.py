@@ -14,9 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from contract import Command, ContractError, Reply, decode, device_prefix, encode, topic
 from edge_agent.capture.camera import CameraStatus, CameraWorker
 from edge_agent.capture.sources import StreamSpec, resolve_sources
 from edge_agent.clock import WallClock
+from edge_agent.comms import AgentLock, AgentLockHeld, HeartbeatBuilder, MqttLink, Outbox
+from edge_agent.comms.shipping import EventShipper
 from edge_agent.config.schema import AgentConfig, CameraConfig
 from edge_agent.events.store import EventStore
 from edge_agent.record.index import INDEX_NAME, SegmentIndex
@@ -78,6 +81,13 @@ class Agent:
         self.ledgers: dict[str, ActivityLedger] = {}  # per camera: fills the segments' motion columns
 
     def start(self) -> None:
+        # One agent per ring buffer; `test-alarm` checks this lock to use the running agent's session.
+        self.lock = AgentLock(self.root)
+        try:
+            self.lock.acquire(timeout=60)
+        except AgentLockHeld as exc:
+            raise RuntimeError(f"another diaolou-agent is running on {self.root}: {exc}") from None
+        self._start_link()
         self.repair_report = repair(self.root, self.index)
         # Timestamps never go behind what is already recorded (clock unset at boot, see clock.py).
         self.clock = WallClock(floor=self.index.newest_end())
@@ -105,6 +115,40 @@ class Agent:
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         self._housekeeper.start()
         log.info("agent %s/%s started with %d cameras", self.config.site, self.config.device, len(self.workers))
+
+    def _start_link(self) -> None:
+        self.outbox = Outbox.at(self.root, self.config.mqtt.outbox_max_mb)
+        self.heartbeats = HeartbeatBuilder(self.config, self.outbox)
+        self.link = MqttLink.for_agent(
+            self.config, self.outbox, heartbeat=lambda: self.heartbeats.build(self.statuses())
+        )
+        self.shipper = EventShipper(self.link, self.events)
+        self.events.on_saved = self.shipper.ship
+        self.link.subscribe(f"{device_prefix(self.config.site, self.config.device)}/cmd/+", self._on_command)
+        self.link.start()
+        shipped = self.shipper.ship_unsent()
+        if shipped:
+            log.info("queued %d stored events that had not reached the outbox", shipped)
+
+    def _on_command(self, topic_name: str, payload: bytes) -> None:
+        """Commands from the hub: answered on .../reply with the command's id."""
+        try:
+            command = decode(Command, payload)
+        except ContractError as exc:
+            log.warning("rejected command on %s: %s", topic_name, exc)
+            return
+        name = topic_name.rsplit("/", 1)[-1]
+        now = self.clock.now()
+        if command.expires is not None and now > command.expires:
+            reply = Reply(id=command.id, ok=False, time=now, error="command expired")
+        elif name == "ping":
+            reply = Reply(id=command.id, ok=True, time=now, result={"device": self.config.device})
+        elif name == "status":
+            reply = Reply(id=command.id, ok=True, time=now, result={"cameras": [s.as_dict() for s in self.statuses()]})
+        else:
+            reply = Reply(id=command.id, ok=False, time=now, error=f"unknown command {name!r}")
+        self.outbox.enqueue(topic(self.config.site, self.config.device, "reply"), encode(reply), qos=1, priority=2)
+        self.link.notify()
 
     def _start_analysis(self, name: str, camera: CameraConfig, spec: StreamSpec) -> None:
         # Imported here: a record-only agent never loads onnxruntime or OpenCV (~40 MB resident).
@@ -176,6 +220,11 @@ class Agent:
                 "floor_unmet": self.retention.total.floor_unmet,
             },
             "index_pending": self.index.pending,
+            "link": {
+                **asdict(self.link.stats()),
+                "outbox_depth": self.outbox.depth,
+                "outbox_dropped": self.outbox.dropped,
+            },
         }
         path = self.root / STATUS_FILE
         tmp = path.with_suffix(".tmp")
@@ -200,5 +249,9 @@ class Agent:
             self.write_status()
         except OSError as exc:
             log.warning("could not write status: %s", exc)
+        # After the workers: their last events (camera stopped, events ended) are queued first.
+        self.link.stop()
+        self.outbox.close()
         self.storage.close()
+        self.lock.release()
         log.info("agent stopped")

@@ -79,6 +79,7 @@ def save_change(root: Path, store: EventStore, change: EventChange, pre_roll: fl
     detail = {
         **event.summary(),
         "phase": change.phase,
+        "seq": change.seq,
         "clip": {"start": clip_start, "end": clip_end},
         "snapshot": files.full if files else None,
         "snapshot_crop": files.crop if files else None,

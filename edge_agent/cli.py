@@ -318,6 +318,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_test_alarm(args: argparse.Namespace) -> int:
+    from edge_agent.comms import send_test_alarms
+
+    config = load_config(args.config)
+    result = send_test_alarms(config, count=args.count, wait_seconds=args.wait)
+    print(result.message)
+    return 0 if result.ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.demo import run_demo
 
@@ -421,6 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-frame", action="store_true", help="Run the detector on every whole frame.")
     p.add_argument("--threads", type=int, default=1, help="Inference threads.")
     p.add_argument("--events", action="store_true", help="Print one line per event instead of per frame.")
+
+    p = command(
+        "test-alarm",
+        cmd_test_alarm,
+        "Send test events through the outbox and the MQTT link (via the running agent if there is one).",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--wait", type=float, default=30.0, help="Seconds to wait for the broker's acknowledgements.")
 
     p = command("demo", cmd_demo, "Record a simulated camera into a ring buffer, then cut a clip.")
     p.add_argument("--dir", default="demo-data")

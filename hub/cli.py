@@ -267,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--json", action="store_true", help="One JSON object per line.")
 
+    # Listed for --help; main() hands everything after `provision` to hub.provision's own parser.
+    sub.add_parser(
+        "provision",
+        help="Mosquitto accounts: `provision device SITE DEVICE --broker URL`, `provision hub`, `provision remove`.",
+    )
+
     p = command("rejections", cmd_rejections, "Rejected messages counted per site, device and cause.")
     p.add_argument("--config", required=True)
     p.add_argument("--json", action="store_true", help="One JSON object per line.")
@@ -274,8 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["provision"]:
+        from hub.provision import main as provision_main
+
+        return provision_main(words[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -481,12 +481,12 @@ DEFAULT_ACL_FILE = Path("/etc/mosquitto/diaolou/acl")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m hub.provision device|hub|remove ...`; prints the config snippet (with the
+    """`diaolou-hub provision device|hub|remove ...`; prints the config snippet (with the
     password: it is shown once and stored only as a hash)."""
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m hub.provision", description="Mosquitto accounts for Diaolou.")
+    parser = argparse.ArgumentParser(prog="diaolou-hub provision", description="Mosquitto accounts for Diaolou.")
     parser.add_argument("--password-file", type=Path, default=DEFAULT_PASSWORD_FILE)
     parser.add_argument("--acl-file", type=Path, default=DEFAULT_ACL_FILE)
     sub = parser.add_subparsers(dest="command", required=True)

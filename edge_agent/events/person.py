@@ -46,6 +46,7 @@ class PersonEvent:
     max_score: float = 0.0
     track_ids: set[int] = field(default_factory=set)
     snapshot: Snapshot | None = None
+    seq: int = 0  # messages sent for this event so far: new = 0, then updates, then end
 
     def clip_window(self, pre_roll: float, post_roll: float) -> tuple[float, float]:
         return self.start - pre_roll, (self.end if self.end is not None else self.last_seen) + post_roll
@@ -68,6 +69,7 @@ class PersonEvent:
 class EventChange:
     phase: Phase
     event: PersonEvent
+    seq: int = 0
 
 
 class EventBuilder:
@@ -139,7 +141,7 @@ class EventBuilder:
                 snapshot=Snapshot(score, t, track.box, frame.copy()),
             )
             self.open[zone] = event
-            return [EventChange("new", event)]
+            return [EventChange("new", event, 0)]
         event.last_seen = t
         changed = track.id not in event.track_ids
         event.track_ids.add(track.id)
@@ -148,9 +150,13 @@ class EventBuilder:
         if best is None or score >= best.score + UPDATE_SCORE_STEP:
             event.snapshot = Snapshot(score, t, track.box, frame.copy())
             changed = True
-        return [EventChange("update", event)] if changed else []
+        if not changed:
+            return []
+        event.seq += 1
+        return [EventChange("update", event, event.seq)]
 
     def _end(self, zone: str, event: PersonEvent) -> EventChange:
         event.end = event.last_seen
         del self.open[zone]
-        return EventChange("end", event)
+        event.seq += 1
+        return EventChange("end", event, event.seq)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ class LocalEvent:
 
 
 class EventStore:
-    def __init__(self, root: Path) -> None:
+    """`on_saved` is called after each commit (the agent ships the event to the hub from there)."""
+
+    def __init__(self, root: Path, on_saved: Callable[[LocalEvent], None] | None = None) -> None:
+        self.on_saved = on_saved
         root.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(root / EVENTS_DB, check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
@@ -60,6 +64,8 @@ class EventStore:
                     "sent": 0,
                 }
             )
+        if self.on_saved is not None:
+            self.on_saved(event)
         return event
 
     def save(self, event: LocalEvent) -> None:
@@ -76,6 +82,17 @@ class EventStore:
                 },
                 pk="id",
             )
+        if self.on_saved is not None:
+            self.on_saved(event)
+
+    def mark_sent(self, event_id: str) -> None:
+        with self._lock, self.db.conn:
+            self.db.execute("update events set sent = 1 where id = ?", [event_id])
+
+    def unsent(self) -> list[LocalEvent]:
+        with self._lock:
+            rows = list(self.db.query("select * from events where sent = 0 order by id"))
+        return [LocalEvent(r["id"], r["kind"], r["camera"], r["time"], json.loads(r["detail"] or "{}")) for r in rows]
 
     def list(self, camera: str | None = None, kind: str | None = None) -> list[LocalEvent]:
         where, args = [], []
