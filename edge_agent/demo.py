@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -20,6 +23,7 @@ from edge_agent.record.clip import ClipError, export_clip, find_segments
 from edge_agent.record.segment import iso
 from edge_agent.record.timeline import build_timeline
 from edge_agent.testvideo import make_h264
+from hub.config import render_hub_config
 from models.registry import install_model
 
 log = logging.getLogger(__name__)
@@ -47,17 +51,24 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
         # The recommended detector, from the team's shared models (SHA-256 checked); without it
         # the demo uses the built-in HOG people detector.
         install_model("yolox-nano", models_dir, str(SHARED_YOLOX))
-    config_path = directory / "agent.yaml"
-    config_path.write_text(
-        render_config(
-            storage=directory / "recordings",
-            cameras=[("demo-cam", str(video))],
-            site="demo-village",
-            device="demo-box",
-            models_dir=models_dir,
-        ),
-        encoding="utf-8",
+    # The hub with its embedded one-box broker, as its own process (what `diaolou-hub run` does).
+    port = _free_port()
+    hub_config = directory / "hub.yaml"
+    hub_config.write_text(
+        render_hub_config(directory / "hub", mqtt=f"mqtt://127.0.0.1:{port}", embedded_broker=True), encoding="utf-8"
     )
+    hub = subprocess.Popen([sys.executable, "-m", "hub", "--log-level", "WARNING", "run", "--config", str(hub_config)])
+    config_path = directory / "agent.yaml"
+    text = render_config(
+        storage=directory / "recordings",
+        cameras=[("demo-cam", str(video))],
+        site="demo-village",
+        device="demo-box",
+        models_dir=models_dir,
+        mqtt=f"mqtt://127.0.0.1:{port}",
+        mqtt_protocol="v311",  # the embedded broker speaks MQTT 3.1.1 (production: Mosquitto, v5)
+    )
+    config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path)
     print(f"config: {config_path}\nrecordings: {config.storage.root}\ncamera demo-cam <- {video}")
     print("recording; press Ctrl-C to stop" + (f" (stops by itself after {seconds:.0f} s)" if seconds else ""))
@@ -84,7 +95,26 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
                 break
     finally:
         agent.shutdown()
-    return _report(config_path, started)
+        time.sleep(1.0)  # the last messages reach the hub
+        hub.terminate()
+        hub.wait(30)
+    code = _report(config_path, started)
+    _report_hub(hub_config)
+    return code
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _report_hub(hub_config: Path) -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "hub", "events", "list", "--config", str(hub_config)], capture_output=True, text=True
+    )
+    print("\nevents at the hub (over MQTT):")
+    print(listed.stdout.rstrip() or f"  none ({listed.stderr.strip()})")
 
 
 def _report(config_path: Path, started: float) -> int:

@@ -64,6 +64,7 @@ def render_config(
     mqtt: str | None = None,
     record_only: bool = False,
     models_dir: Path | None = None,
+    mqtt_protocol: str | None = None,
 ) -> str:
     raw: dict[str, Any] = {
         "site": site,
@@ -74,6 +75,8 @@ def render_config(
     }
     if mqtt:
         raw["mqtt"] = {"url": mqtt}
+    if mqtt_protocol:
+        raw.setdefault("mqtt", {})["protocol"] = mqtt_protocol
     if models_dir is not None:
         raw["models_dir"] = str(models_dir)
     config = AgentConfig.model_validate(raw)  # raises ValidationError with the key path
