@@ -57,7 +57,11 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
     hub_config.write_text(
         render_hub_config(directory / "hub", mqtt=f"mqtt://127.0.0.1:{port}", embedded_broker=True), encoding="utf-8"
     )
-    hub = subprocess.Popen([sys.executable, "-m", "hub", "--log-level", "WARNING", "run", "--config", str(hub_config)])
+    # Its own session: Ctrl-C stops the demo, and the demo stops the hub after the agent's last events.
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "hub", "--log-level", "WARNING", "run", "--config", str(hub_config)],
+        start_new_session=True,
+    )
     config_path = directory / "agent.yaml"
     text = render_config(
         storage=directory / "recordings",
