@@ -3,37 +3,30 @@
 Same rules as the agent's config (edge_agent/config): every field has bounds and a description
 (the description is the comment `config init` writes), unknown keys are rejected everywhere, and
 errors name the file and the key path, e.g. `hub.yaml: mqtt.session_expiry_seconds: ...`.
-The hub does not import the agent's package: a hub box needs no video or ML library.
+It shares the agent's config plumbing (YAML, ${ENV} expansion, error messages, `config init`
+rendering), which loads no video or ML library: a hub box needs none.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.fields import FieldInfo
 
 from contract import MAX_PAYLOAD_BYTES
+from contract.broker import URL_PATTERN, check_broker_url, parse_broker_url
+from edge_agent.config.loader import ConfigError as ConfigError  # re-exported: one error type for every config
+from edge_agent.config.loader import format_validation_error as _format
+from edge_agent.config.loader import read_mapping
+from edge_agent.config.template import field_lines
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # The agent's MqttConfig accepts exactly this shape; the hub takes the same URLs.
-_MQTT_URL = re.compile(r"^mqtts?://([^@/\s]+@)?[^@/:\s]+(:\d{1,5})?/?$")
 _LISTEN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 # An MQTT client id must not contain topic wildcards and should stay printable (it shows in broker logs).
 _CLIENT_ID = r"^[A-Za-z0-9._:-]{1,128}$"
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message is meant for the operator."""
 
 
 class Strict(BaseModel):
@@ -81,9 +74,7 @@ class MqttConfig(Strict):
     @field_validator("url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        if not _MQTT_URL.match(value):
-            raise ValueError("expected mqtt://[user:password@]host:port or mqtts://...")
-        return value
+        return check_broker_url(value)
 
 
 class EmbeddedBrokerConfig(Strict):
@@ -175,32 +166,6 @@ class HubConfig(Strict):
 
 
 # --- broker URL -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-    def redacted(self) -> str:
-        """For logs: the password never leaves the config."""
-        user = f"{self.username}:***@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
-
-
-def parse_mqtt_url(url: str) -> BrokerAddress:
-    """mqtt://[user:password@]host:port; user and password may be percent-encoded (e.g. %40 for @)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"not an mqtt:// or mqtts:// URL: {parts.scheme}://...")
-    tls = parts.scheme == "mqtts"
-    port = parts.port or (8883 if tls else 1883)
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return BrokerAddress(parts.hostname, port, tls, username, password)
-
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -223,15 +188,7 @@ def load_hub_config(path: str | Path) -> HubConfig:
 def parse_hub_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> HubConfig:
     """Validate config text. Relative paths are taken relative to `base_dir` (the config file's
     directory), so a config works from any working directory."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(raw).__name__}")
-    raw = _expand_env(raw, source, ())
+    raw = read_mapping(text, source)
     try:
         config = HubConfig.model_validate(raw)
     except ValidationError as exc:
@@ -243,14 +200,7 @@ def parse_hub_config(text: str, source: str = "<config>", base_dir: Path | None 
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"])
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; `diaolou-hub config init` prints every key)"
-        lines.append(f"{source}: {loc or '<top level>'}: {message}")
-    return "\n".join(lines)
+    return _format(exc, source, "`diaolou-hub config init` prints every key")
 
 
 def check_consistency(config: HubConfig, source: str) -> None:
@@ -258,7 +208,7 @@ def check_consistency(config: HubConfig, source: str) -> None:
     broker = config.embedded_broker
     if not broker.enabled:
         return
-    address = parse_mqtt_url(config.mqtt.url)
+    address = parse_broker_url(config.mqtt.url)
     if config.mqtt.protocol != "v311":
         raise ConfigError(f"{source}: mqtt.protocol: the embedded broker (amqtt) speaks only MQTT 3.1.1: use v311")
     if address.tls:
@@ -283,52 +233,7 @@ def _resolve_paths(config: HubConfig, base: Path) -> HubConfig:
     return config.model_copy(update={"data_dir": absolute(config.data_dir), "mqtt": mqtt, "embedded_broker": broker})
 
 
-def _expand_env(value: Any, source: str, path: tuple[str, ...]) -> Any:
-    if isinstance(value, str):
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigError(f"{source}: {'.'.join(path)}: environment variable {name} is not set")
-            return os.environ[name]
-
-        return _ENV_REF.sub(replace, value)
-    if isinstance(value, Mapping):
-        return {k: _expand_env(v, source, (*path, str(k))) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand_env(v, source, (*path, str(i))) for i, v in enumerate(value)]
-    return value
-
-
 # --- `config init` ----------------------------------------------------------------------------
-def _scalar(value: Any) -> str:
-    if isinstance(value, Path):
-        value = str(value)
-    if isinstance(value, bool) or value is None or isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(str(value), ensure_ascii=False)
-
-
-def _render(model: BaseModel, indent: int = 0) -> list[str]:
-    lines: list[str] = []
-    for name, info in type(model).model_fields.items():
-        lines.extend(_field_lines(name, info, getattr(model, name), indent))
-    return lines
-
-
-def _field_lines(name: str, info: FieldInfo, value: Any, indent: int) -> list[str]:
-    pad = "  " * indent
-    lines = [f"{pad}# {info.description}"] if info.description else []
-    if isinstance(value, BaseModel):
-        lines.append(f"{pad}{name}:")
-        lines.extend(_render(value, indent + 1))
-    else:
-        lines.append(f"{pad}{name}: {_scalar(value)}")
-    return lines
-
-
 def render_hub_config(
     data_dir: Path,
     mqtt: str | None = None,
@@ -345,8 +250,8 @@ def render_hub_config(
     if embedded_broker:
         url = mqtt or MqttConfig.model_fields["url"].default
         raw["mqtt"]["protocol"] = "v311"
-        if _MQTT_URL.match(url):  # else validation below names mqtt.url
-            address = parse_mqtt_url(url)
+        if URL_PATTERN.match(url):  # else validation below names mqtt.url
+            address = parse_broker_url(url)
             # The broker binds where the hub connects; edit host to 0.0.0.0 for agents on other boxes.
             host = "127.0.0.1" if address.host == "localhost" else address.host
             raw["embedded_broker"] = {"enabled": True, "host": host, "port": address.port}
@@ -359,6 +264,6 @@ def render_hub_config(
         "",
     ]
     for name, info in HubConfig.model_fields.items():
-        out.extend(_field_lines(name, info, getattr(config, name), 0))
+        out.extend(field_lines(name, info, getattr(config, name), 0))
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"

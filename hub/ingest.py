@@ -40,8 +40,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import ContractError, Event, Heartbeat, Reply, Status, decode, hub_subscriptions, parse_topic
+from contract.broker import parse_broker_url
 from contract.topics import NAME, TopicError
-from hub.config import HubConfig, parse_mqtt_url
+from hub.config import HubConfig
 from hub.db import HubDB
 from hub.fanout import Fanout
 from hub.records import Record, RecordKind
@@ -147,7 +148,7 @@ class Ingest:
         self.db = db
         self.fanout: Fanout[Record] = fanout if fanout is not None else Fanout()
         self.stats = IngestStats()
-        self._address = parse_mqtt_url(config.mqtt.url)
+        self._address = parse_broker_url(config.mqtt.url)
         self._v5 = config.mqtt.protocol == "v5"
         self._queue: queue.Queue[_Pending | object] = queue.Queue()
         self._generation = 0
@@ -195,7 +196,7 @@ class Ingest:
             clean_start = False  # resume the session: messages queued while the hub was down come now
         self._writer = threading.Thread(target=self._write_loop, name="diaolou-hub-writer", daemon=True)
         self._writer.start()
-        log.info("connecting to %s as %s (%s)", self._address.redacted(), mq.client_id, mq.protocol)
+        log.info("connecting to %s as %s (%s)", self._address.display(), mq.client_id, mq.protocol)
         self.client.connect_async(
             self._address.host, self._address.port, mq.keepalive_seconds, clean_start=clean_start, properties=properties
         )

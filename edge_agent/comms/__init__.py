@@ -3,8 +3,9 @@
 Importing this package loads paho-mqtt and the wire contract, no video or ML library.
 """
 
+from contract.broker import parse_broker_url
 from edge_agent.comms.heartbeat import HeartbeatBuilder
-from edge_agent.comms.link import LinkStats, MqttLink, event_priority, parse_broker_url
+from edge_agent.comms.link import LinkStats, MqttLink, event_priority
 from edge_agent.comms.outbox import (
     LOCK_FILE,
     OUTBOX_DB,

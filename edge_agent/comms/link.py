@@ -29,7 +29,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -37,6 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract import Event, Heartbeat, Status, encode, topic
+from contract.broker import parse_broker_url
 from edge_agent import __version__
 from edge_agent.comms.outbox import PRIORITY_EVENT, PRIORITY_TEST, Outbox
 from edge_agent.config.schema import AgentConfig, MqttConfig
@@ -47,31 +47,6 @@ DEFAULT_WINDOW = 20
 # Reason codes (MQTT v5 numbering; paho maps v3.1.1 CONNACK codes onto them) that mean the
 # broker will keep refusing until someone fixes the config: say so plainly.
 _CREDENTIALS = {"Bad user name or password", "Not authorized"}
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-    def display(self) -> str:
-        """Where we connect, for logs: never the password."""
-        user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """mqtt://[user:password@]host[:port] or mqtts://...; user and password are URL-decoded."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"not a broker URL: expected mqtt://[user:password@]host:port or mqtts://..., got {url!r}")
-    tls = parts.scheme == "mqtts"
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return BrokerAddress(parts.hostname, parts.port or (8883 if tls else 1883), tls, username, password)
 
 
 def event_priority(event: Event) -> int:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from contract import Event, encode, topic
-from edge_agent.comms.link import MqttLink, parse_broker_url
+from contract.broker import parse_broker_url
+from edge_agent.comms.link import MqttLink
 from edge_agent.comms.outbox import PRIORITY_TEST, AgentLock, Outbox
 from edge_agent.config.schema import AgentConfig
 from edge_agent.events.ids import new_event_id

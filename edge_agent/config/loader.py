@@ -36,9 +36,8 @@ def load_config(path: str | Path) -> AgentConfig:
     return parse_config(text, source=str(path), base_dir=path.resolve().parent)
 
 
-def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> AgentConfig:
-    """Validate config text. Relative paths (storage root, video files, password files) are taken
-    relative to `base_dir`, the config file's directory, so a config works from any working directory."""
+def read_mapping(text: str, source: str) -> dict[str, Any]:
+    """YAML text -> a mapping with ${ENV_VAR} references expanded (shared with the hub's config)."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -47,8 +46,14 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(raw).__name__}")
-    raw = _expand_env(raw, source, ())
-    raw = merge_defaults(raw)
+    expanded: dict[str, Any] = expand_env(raw, source, ())
+    return expanded
+
+
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> AgentConfig:
+    """Validate config text. Relative paths (storage root, video files, password files) are taken
+    relative to `base_dir`, the config file's directory, so a config works from any working directory."""
+    raw = merge_defaults(read_mapping(text, source))
     try:
         config = AgentConfig.model_validate(raw)
     except ValidationError as exc:
@@ -118,18 +123,20 @@ def _deep_merge(base: Any, own: Any) -> Any:
     return own
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(
+    exc: ValidationError, source: str, unknown_key_hint: str = "see docs/configuration.md"
+) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(part) for part in err["loc"] if part not in ("function-after",))
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see docs/configuration.md)"
+            message = f"unknown key (check the spelling; {unknown_key_hint})"
         lines.append(f"{source}: {loc or '<top level>'}: {message}")
     return "\n".join(lines)
 
 
-def _expand_env(value: Any, source: str, path: tuple[str, ...]) -> Any:
+def expand_env(value: Any, source: str, path: tuple[str, ...]) -> Any:
     if isinstance(value, str):
 
         def replace(match: re.Match[str]) -> str:
@@ -141,9 +148,9 @@ def _expand_env(value: Any, source: str, path: tuple[str, ...]) -> Any:
 
         return _ENV_REF.sub(replace, value)
     if isinstance(value, Mapping):
-        return {k: _expand_env(v, source, (*path, str(k))) for k, v in value.items()}
+        return {k: expand_env(v, source, (*path, str(k))) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, source, (*path, str(i))) for i, v in enumerate(value)]
+        return [expand_env(v, source, (*path, str(i))) for i, v in enumerate(value)]
     return value
 
 

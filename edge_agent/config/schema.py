@@ -8,13 +8,13 @@ to a default and delete a week of video early).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from contract.broker import check_broker_url
 from edge_agent.capture.kinds import classify
 
 # Camera names become directory names and (later) MQTT topic levels: keep them to a safe alphabet.
@@ -276,9 +276,7 @@ class MqttConfig(Strict):
     @field_validator("url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        if not re.match(r"^mqtts?://([^@/\s]+@)?[^@/:\s]+(:\d{1,5})?/?$", value):
-            raise ValueError("expected mqtt://[user:password@]host:port or mqtts://...")
-        return value
+        return check_broker_url(value)
 
 
 class Defaults(Strict):

@@ -27,7 +27,7 @@ def _scalar(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
-def _field_lines(name: str, info: FieldInfo, value: Any, indent: int) -> list[str]:
+def field_lines(name: str, info: FieldInfo, value: Any, indent: int) -> list[str]:
     pad = "  " * indent
     lines = []
     if info.description:
@@ -45,7 +45,7 @@ def render_model(model: BaseModel, indent: int = 0, only: set[str] | None = None
     for name, info in type(model).model_fields.items():
         if only is not None and name not in only:
             continue
-        lines.extend(_field_lines(name, info, getattr(model, name), indent))
+        lines.extend(field_lines(name, info, getattr(model, name), indent))
     return lines
 
 
@@ -88,10 +88,10 @@ def render_config(
         "",
     ]
     for name in ("site", "device", "timezone", "models_dir"):
-        out.extend(_field_lines(name, fields[name], getattr(config, name), 0))
+        out.extend(field_lines(name, fields[name], getattr(config, name), 0))
     for name in ("storage", "mqtt", "defaults"):
         out.append("")
-        out.extend(_field_lines(name, fields[name], getattr(config, name), 0))
+        out.extend(field_lines(name, fields[name], getattr(config, name), 0))
     out.append("")
     out.append(f"# {fields['cameras'].description}")
     out.append("# A camera takes `source`, or `profile` + `host` + `username` + `password` (see")
@@ -100,5 +100,5 @@ def render_config(
     camera_fields = CameraConfig.model_fields
     for name, source in cameras:
         out.append(f"  {name}:")
-        out.extend(_field_lines("source", camera_fields["source"], source, 2))
+        out.extend(field_lines("source", camera_fields["source"], source, 2))
     return "\n".join(out) + "\n"
