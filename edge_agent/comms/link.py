@@ -295,9 +295,10 @@ class MqttLink:
             self._effective_window = min(self.window, max(1, receive_max - 1)) if receive_max else self.window
             self._connected = True
             self._counts["connects"] += 1
-            self._client.publish(self.status_topic, self._status("online", clean=True), qos=1, retain=True)
+            # Subscribe first: whoever sees "online" may send a command at once.
             for topic_filter, (qos, _) in self._subscriptions.items():
                 self._client.subscribe(topic_filter, qos)
+            self._client.publish(self.status_topic, self._status("online", clean=True), qos=1, retain=True)
         if self._problem is not None:
             log.warning("MQTT link to %s restored", self.address.display())
         else:
