@@ -161,7 +161,7 @@ class Agent:
         try:
             model = resolve_model(camera.detect.model, self.config.models_dir)
             # One model session per process, shared by every camera that uses it.
-            detector = load_detector(model, self.config.models_dir, camera.detect.threshold, threads=1)
+            detector = load_detector(model, self.config.models_dir, camera.detect.threshold, threads=1, serial=True)
         except (ModelError, ValueError, OSError) as exc:
             log.error("camera %s: detection disabled: %s", name, exc)
             return

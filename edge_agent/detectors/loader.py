@@ -14,32 +14,38 @@ from pathlib import Path
 from typing import cast
 
 from edge_agent.detectors.base import Detector
-from models.registry import ModelError, get_entry, model_path
+from edge_agent.detectors.serial import SerialDetector
+from models.registry import ModelEntry, ModelError, get_entry, model_path
 
 _cache: dict[tuple[str, str, int, float], Detector] = {}
 # Held while loading: two cameras starting at once must not both load the same model.
 _lock = threading.Lock()
 
 
-def load_detector(name: str, models_dir: Path, threshold: float = 0.5, threads: int = 1) -> Detector:
-    """The detector `name` from the registry; ModelError (with the install command) if it is not installed."""
+def load_detector(
+    name: str, models_dir: Path, threshold: float = 0.5, threads: int = 1, serial: bool = False
+) -> Detector:
+    """The detector `name` from the registry; ModelError (with the install command) if it is not installed.
+
+    `serial=True` (the live agent, several cameras) runs its inferences on one thread: see serial.py."""
     entry = get_entry(name)
     # A builtin model does not live in models_dir, so the directory must not split its cache entries.
     where = "" if entry.builtin else str(Path(models_dir).resolve())
     key = (name, where, threads, float(threshold))
     with _lock:
         cached = _cache.get(key)
-        if cached is not None:
-            return cached
-        if entry.family == "hog":
-            detector = _load_hog(threshold, threads)
-        else:
-            # Imported here so that listing or installing models never pulls in onnxruntime and cv2.
-            from edge_agent.detectors.onnx_detector import OnnxDetector
+        if cached is None:
+            cached = _cache[key] = _load(entry, name, models_dir, threshold, threads)
+    return SerialDetector(cached) if serial else cached
 
-            detector = OnnxDetector(entry, model_path(name, models_dir), threshold=threshold, threads=threads)
-        _cache[key] = detector
-        return detector
+
+def _load(entry: ModelEntry, name: str, models_dir: Path, threshold: float, threads: int) -> Detector:
+    if entry.family == "hog":
+        return _load_hog(threshold, threads)
+    # Imported here so that listing or installing models never pulls in onnxruntime and cv2.
+    from edge_agent.detectors.onnx_detector import OnnxDetector
+
+    return OnnxDetector(entry, model_path(name, models_dir), threshold=threshold, threads=threads)
 
 
 def _load_hog(threshold: float, threads: int) -> Detector:
