@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 
 from edge_agent.capture.backoff import Backoff
-from edge_agent.capture.frames import iter_frames
+from edge_agent.capture.frames import AnalysisFrame, iter_frames
 from edge_agent.capture.sources import StreamSpec
 from edge_agent.capture.stream import StreamOpenError
 from edge_agent.clock import WallClock
@@ -133,7 +133,7 @@ class AnalysisWorker(threading.Thread):
                     if self.status.state != "online":
                         self.status.state, self.status.last_error = "online", None
                     backoff.reset()
-                    self._process(frame.image, self.clock.now())
+                    self._process(frame, self.clock.now())
                 else:
                     raise StreamOpenError(f"{self.spec.display}: detection stream ended")
             except (StreamOpenError, av.FFmpegError, OSError) as exc:
@@ -147,8 +147,8 @@ class AnalysisWorker(threading.Thread):
             self._save(change)
         self.status.state = "stopped"
 
-    def _process(self, image: object, t: float) -> None:
-        result = self.analyzer.process(image, t)  # type: ignore[arg-type]
+    def _process(self, frame: AnalysisFrame, t: float) -> None:
+        result = self.analyzer.process(frame, t)
         self.status.frames += 1
         self.status.detector_runs = self.analyzer.detector_runs
         persons = sum(1 for tr in self.analyzer.tracker.tracks if tr.confirmed and tr.last_seen == t)

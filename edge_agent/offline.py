@@ -49,7 +49,7 @@ def detect_video(
     source_width = _source_width(path)
     for frame in iter_frames(spec, settings.fps, settings.width, decode_threads=0):
         scale = source_width / frame.width  # boxes are printed in the file's pixels
-        result = analyzer.process(frame.image, frame.t)
+        result = analyzer.process(frame, frame.t)
         if events:
             for change in result.changes:
                 if change.phase == "end":

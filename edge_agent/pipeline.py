@@ -12,6 +12,7 @@ a person standing still is re-checked every `recheck_seconds`, not every frame. 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -27,6 +28,14 @@ from edge_agent.track.zones import Polygon, foot_point
 REGION_PAD = 24  # px around motion: a person's limbs move before the torso does
 REGION_MIN = 96  # px: smaller crops are upscaled past what the detectors resolve
 DUPLICATE_IOU = 0.5
+
+
+class FrameLike(Protocol):
+    @property
+    def gray(self) -> np.ndarray: ...
+
+    @property
+    def image(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -54,18 +63,24 @@ class CameraAnalyzer:
         self.detector_runs = 0
         self.frames = 0
 
-    def process(self, image: np.ndarray, t: float) -> FrameResult:
-        height, width = image.shape[:2]
+    def process(self, frame: np.ndarray | FrameLike, t: float) -> FrameResult:
+        """One analysed frame: a BGR array, or a frame with `.gray` and a lazily converted `.image`."""
+        gray = frame if isinstance(frame, np.ndarray) else frame.gray
+
+        def bgr() -> np.ndarray:
+            return frame if isinstance(frame, np.ndarray) else frame.image
+
+        height, width = gray.shape[:2]
         self._size = (width, height)
         self.frames += 1
-        motion = self.motion.update(image, t)
+        motion = self.motion.update(gray, t)
         regions = self._regions(motion, t, width, height)
         detections: list[Detection] = []
         if regions:
-            detections = self._detect(image, regions, width, height)
+            detections = self._detect(bgr(), regions, width, height)
         update = self.tracker.update(detections, t, checked=None if self.settings.full_frame else regions)
         self.tracker.expire(t, older_than=self.settings.end_after_seconds)
-        changes = self.events.process(t, image, update, self.tracker.tracks)
+        changes = self.events.process(t, bgr, update, self.tracker.tracks)
         return FrameResult(t, detections, regions, motion, changes)
 
     def finish(self) -> list[EventChange]:

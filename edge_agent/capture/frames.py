@@ -7,7 +7,7 @@ decodes. The detection issue consumes `iter_frames`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from av.video.reformatter import VideoReformatter
@@ -16,19 +16,29 @@ from edge_agent.capture.sources import StreamSpec
 from edge_agent.capture.stream import open_stream, video_packets
 
 
-@dataclass(frozen=True)
 class AnalysisFrame:
-    index: int  # position of this frame in the source's decoded sequence
-    t: float  # seconds since the start of the stream
-    image: np.ndarray  # BGR, uint8, downscaled to the analysis width
+    """A decoded frame at the analysis size: `gray` at once (all that motion needs), `image` (BGR)
+    only when asked for, which is when the detector runs or a snapshot is taken: an idle camera
+    never pays for colour conversion."""
+
+    def __init__(
+        self, index: int, t: float, frame: Any, width: int, height: int, to_bgr: VideoReformatter, gray: np.ndarray
+    ) -> None:
+        self.index = index  # position of this frame in the source's decoded sequence
+        self.t = t  # seconds since the start of the stream
+        self.width, self.height = width, height
+        self.gray = gray  # uint8 HxW
+        self._frame = frame
+        self._to_bgr = to_bgr
+        self._image: np.ndarray | None = None
 
     @property
-    def height(self) -> int:
-        return int(self.image.shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.image.shape[1])
+    def image(self) -> np.ndarray:
+        """BGR uint8 HxWx3, converted on first use."""
+        if self._image is None:
+            self._image = self._to_bgr.reformat(self._frame, self.width, self.height, "bgr24").to_ndarray()
+            self._frame = None  # the decoded frame can go now
+        return self._image
 
 
 def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
@@ -61,7 +71,8 @@ def iter_frames(
             stream.codec_context.thread_count = 1
         else:
             stream.thread_type = "AUTO"
-        reformatter = VideoReformatter()  # keeps its scaler context from frame to frame
+        # One per output format: each keeps its scaler context from frame to frame.
+        to_gray, to_bgr = VideoReformatter(), VideoReformatter()
         packets = video_packets(container, spec, loop=loop) if (spec.live or loop) else container.demux(stream)
         step = 1.0 / fps
         next_t: float | None = None
@@ -82,7 +93,7 @@ def iter_frames(
                 if t > next_t:  # fell behind (gap): realign rather than burst
                     next_t = t + step
                 w, h = scaled_size(frame.width, frame.height, width)
-                image = reformatter.reformat(frame, w, h, "bgr24").to_ndarray()
-                yield AnalysisFrame(index=index, t=t, image=image)
+                gray = to_gray.reformat(frame, w, h, "gray").to_ndarray()
+                yield AnalysisFrame(index, t, frame, w, h, to_bgr, gray)
     finally:
         container.close()

@@ -91,7 +91,11 @@ class EventBuilder:
         self._new_id = new_id
         self.open: dict[str, PersonEvent] = {}
 
-    def process(self, t: float, frame: np.ndarray, update: TrackUpdate, tracks: list[Track]) -> list[EventChange]:
+    def process(
+        self, t: float, frame: np.ndarray | Callable[[], np.ndarray], update: TrackUpdate, tracks: list[Track]
+    ) -> list[EventChange]:
+        """`frame` may be a callable: the BGR frame is only converted when a snapshot is taken."""
+        get_frame = frame if callable(frame) else (lambda: frame)
         changes: list[EventChange] = []
         width, height = self._frame_size()
         seen_now = {id(track) for track, _ in update.matched}
@@ -101,7 +105,7 @@ class EventBuilder:
             for zone in self._zones_of(track, width, height):
                 if not track.confirmed or not self.schedule.armed(t):
                     continue
-                changes.extend(self._observe(zone, track, t, frame))
+                changes.extend(self._observe(zone, track, t, get_frame))
         for zone, event in list(self.open.items()):
             if t - event.last_seen >= self.settings.end_after_seconds:
                 changes.append(self._end(zone, event))
@@ -125,7 +129,7 @@ class EventBuilder:
                 track.zone_frames[name] = 0
         return inside
 
-    def _observe(self, zone: str, track: Track, t: float, frame: np.ndarray) -> list[EventChange]:
+    def _observe(self, zone: str, track: Track, t: float, frame: Callable[[], np.ndarray]) -> list[EventChange]:
         score = track.scores[-1] if track.scores else 0.0
         event = self.open.get(zone)
         if event is None:
@@ -138,7 +142,7 @@ class EventBuilder:
                 model=self.model,
                 max_score=score,
                 track_ids={track.id},
-                snapshot=Snapshot(score, t, track.box, frame.copy()),
+                snapshot=Snapshot(score, t, track.box, frame().copy()),
             )
             self.open[zone] = event
             return [EventChange("new", event, 0)]
@@ -148,7 +152,7 @@ class EventBuilder:
         event.max_score = max(event.max_score, score)
         best = event.snapshot
         if best is None or score >= best.score + UPDATE_SCORE_STEP:
-            event.snapshot = Snapshot(score, t, track.box, frame.copy())
+            event.snapshot = Snapshot(score, t, track.box, frame().copy())
             changed = True
         if not changed:
             return []
