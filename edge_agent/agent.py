@@ -118,6 +118,10 @@ class Agent:
 
     def _start_link(self) -> None:
         self.outbox = Outbox.at(self.root, self.config.mqtt.outbox_max_mb)
+        self.link: MqttLink | None = None
+        if not self.config.mqtt.enabled:
+            log.info("MQTT link disabled (mqtt.enabled: false): events stay on this box")
+            return
         self.heartbeats = HeartbeatBuilder(self.config, self.outbox)
         self.link = MqttLink.for_agent(
             self.config, self.outbox, heartbeat=lambda: self.heartbeats.build(self.statuses())
@@ -147,8 +151,9 @@ class Agent:
             reply = Reply(id=command.id, ok=True, time=now, result={"cameras": [s.as_dict() for s in self.statuses()]})
         else:
             reply = Reply(id=command.id, ok=False, time=now, error=f"unknown command {name!r}")
-        self.outbox.enqueue(topic(self.config.site, self.config.device, "reply"), encode(reply), qos=1, priority=2)
-        self.link.notify()
+        self.outbox.enqueue(topic(self.config.site, self.config.device, "reply"), encode(reply), qos=1, priority=1)
+        if self.link is not None:
+            self.link.notify()
 
     def _start_analysis(self, name: str, camera: CameraConfig, spec: StreamSpec) -> None:
         # Imported here: a record-only agent never loads onnxruntime or OpenCV (~40 MB resident).
@@ -220,7 +225,9 @@ class Agent:
                 "floor_unmet": self.retention.total.floor_unmet,
             },
             "index_pending": self.index.pending,
-            "link": {
+            "link": None
+            if self.link is None
+            else {
                 **asdict(self.link.stats()),
                 "outbox_depth": self.outbox.depth,
                 "outbox_dropped": self.outbox.dropped,
@@ -245,12 +252,13 @@ class Agent:
             if worker.is_alive():
                 log.error("%s did not stop within %.0f s", worker.name, timeout)
         self.index.flush()
+        # After the workers: their last events (camera stopped, events ended) are queued first.
+        if self.link is not None:
+            self.link.stop()
         try:
             self.write_status()
         except OSError as exc:
             log.warning("could not write status: %s", exc)
-        # After the workers: their last events (camera stopped, events ended) are queued first.
-        self.link.stop()
         self.outbox.close()
         self.storage.close()
         self.lock.release()

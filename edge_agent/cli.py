@@ -56,6 +56,13 @@ def _open_storage(config: AgentConfig) -> RingBuffer:
         raise CommandError(str(exc)) from None
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 1 to 1000, got {value}")
+    return value
+
+
 def _camera(config: AgentConfig, storage: RingBuffer, name: str) -> str:
     """Only configured cameras, or removed ones that still have recordings: never a free-form path."""
     if name not in config.cameras and name not in storage.index.cameras():
@@ -78,7 +85,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    agent.start()
+    try:
+        agent.start()
+    except RuntimeError as exc:  # another agent holds this ring buffer
+        raise CommandError(str(exc)) from None
     try:
         if args.seconds:
             agent.stop_event.wait(args.seconds)
@@ -437,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Send test events through the outbox and the MQTT link (via the running agent if there is one).",
     )
     p.add_argument("--config", required=True)
-    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--count", type=_positive, default=1, help="How many test events (1-1000).")
     p.add_argument("--wait", type=float, default=30.0, help="Seconds to wait for the broker's acknowledgements.")
 
     p = command("demo", cmd_demo, "Record a simulated camera into a ring buffer, then cut a clip.")

@@ -62,6 +62,10 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
         [sys.executable, "-m", "hub", "--log-level", "WARNING", "run", "--config", str(hub_config)],
         start_new_session=True,
     )
+    if not _wait_port(port, 30):
+        hub.terminate()
+        print("the hub's embedded broker did not start; see its log above")
+        return 1
     config_path = directory / "agent.yaml"
     text = render_config(
         storage=directory / "recordings",
@@ -84,7 +88,11 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     started = time.time()
-    agent.start()
+    try:
+        agent.start()
+    except Exception:
+        hub.terminate()  # never leave the hub behind
+        raise
     try:
         while not agent.stop_event.wait(5):
             for status in agent.statuses():
@@ -105,6 +113,16 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
     code = _report(config_path, started)
     _report_hub(hub_config)
     return code
+
+
+def _wait_port(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
 
 
 def _free_port() -> int:

@@ -251,6 +251,9 @@ class StorageConfig(Strict):
 
 
 class MqttConfig(Strict):
+    enabled: bool = Field(
+        True, description="Send events and heartbeats to the hub. false: a stand-alone box (events stay local)."
+    )
     url: str = Field(
         "mqtt://127.0.0.1:1883",
         description="Broker URL: mqtt://[user:password@]host:port, or mqtts:// for TLS. ${ENV_VAR} works here.",
