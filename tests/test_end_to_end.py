@@ -52,6 +52,16 @@ def test_agent_events_and_test_alarms_reach_the_hub(broker: Broker, tmp_path: Pa
     )
     agent = Agent(parse_config(agent_cfg.read_text()))
     try:
+        _run_scenario(agent, agent_cfg, hub_cfg, broker)
+    finally:
+        if hub.poll() is None:
+            hub.terminate()
+            hub.wait(20)
+    assert hub.returncode == 0
+
+
+def _run_scenario(agent: Agent, agent_cfg: Path, hub_cfg: Path, broker: Broker) -> None:
+    try:
         time.sleep(1.0)  # the hub subscribes before the agent's first event
         agent.start()
         assert agent.link.wait_connected(20)
@@ -106,6 +116,3 @@ def test_agent_events_and_test_alarms_reach_the_hub(broker: Broker, tmp_path: Pa
     assert offline["device"] == "shop-12" and offline["site"] == "lianhe" and offline["camera"] == "lane"
     device = hub_devices(hub_cfg)[0]
     assert device["device"] == "shop-12" and device["clean"] is True
-    hub.terminate()
-    hub.wait(20)
-    assert hub.returncode == 0
