@@ -22,6 +22,7 @@ from edge_agent.comms import AgentLock, AgentLockHeld, HeartbeatBuilder, MqttLin
 from edge_agent.comms.shipping import EventShipper
 from edge_agent.config.schema import AgentConfig, CameraConfig
 from edge_agent.events.store import EventStore
+from edge_agent.memory import limit_malloc_arenas
 from edge_agent.record.index import INDEX_NAME, SegmentIndex
 from edge_agent.record.recorder import SegmentRecorder
 from edge_agent.record.repair import RepairReport, repair
@@ -60,6 +61,7 @@ class RingBuffer:
 
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
+        limit_malloc_arenas()  # before any camera thread starts
         self.config = config
         self.storage = RingBuffer.open(config)
         self.root = self.storage.root
