@@ -11,8 +11,6 @@ below (INTRO). The output depends only on the code: no dates, no paths of this m
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import re
 import sys
 import types
@@ -23,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "docs"))
+from generated import generator_main  # noqa: E402
+
 OUTPUT = REPO / "docs" / "configuration.md"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -422,30 +423,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="Exit 1 if docs/configuration.md is out of date.")
-    mode.add_argument("--stdout", action="store_true", help="Print the document instead of writing it.")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.stdout:
-        sys.stdout.write(text)
-        return 0
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current == text:
-            return 0
-        rel = OUTPUT.relative_to(REPO).as_posix()
-        diff = difflib.unified_diff(
-            current.splitlines(keepends=True), text.splitlines(keepends=True), f"{rel} (on disk)", f"{rel} (generated)"
-        )
-        sys.stderr.writelines(list(diff)[:60])
-        print(f"\n{rel} is out of date: run .venv/bin/python docs/gen_config_reference.py", file=sys.stderr)
-        return 1
-    with open(OUTPUT, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-    print(f"wrote {OUTPUT.relative_to(REPO).as_posix()}")
-    return 0
+    return generator_main(OUTPUT, render, __doc__.splitlines()[0] if __doc__ else "", argv)
 
 
 if __name__ == "__main__":

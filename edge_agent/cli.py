@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from edge_agent import __version__
-from edge_agent.config import AgentConfig, ConfigError, load_config
+from edge_agent.clikit import CommandError, Commands, root_parser, run
+from edge_agent.config import AgentConfig, load_config
 from edge_agent.config.loader import format_validation_error
 from edge_agent.config.schema import DetectConfig
 from edge_agent.config.template import parse_camera_arg, render_config
@@ -29,13 +30,6 @@ if TYPE_CHECKING:
     from edge_agent.agent import RingBuffer
 
 log = logging.getLogger("diaolou.agent")
-
-EXIT_FAILED = 1
-EXIT_BAD_CONFIG = 2
-
-
-class CommandError(Exception):
-    """A user-facing failure: printed as `error: ...`, exit status 1."""
 
 
 def _time(text: str) -> float:
@@ -345,20 +339,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diaolou-agent", description="Diaolou edge agent")
-    parser.add_argument("--version", action="version", version=f"diaolou-agent {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(
-        name: str,
-        func: Callable[[argparse.Namespace], int],
-        help: str,
-        parent: argparse._SubParsersAction[argparse.ArgumentParser] = sub,
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
-        return p
+    parser, sub = root_parser("diaolou-agent", "Diaolou edge agent", __version__)
+    command = Commands(sub)
 
     p = command("run", cmd_run, "Record every configured camera until SIGTERM/SIGINT.")
     p.add_argument("--config", required=True)
@@ -457,21 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

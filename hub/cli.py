@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -20,17 +20,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from edge_agent.clikit import CommandError, Commands, root_parser, run
 from hub import __version__
 from hub.config import ConfigError, HubConfig, format_validation_error, load_hub_config, render_hub_config
 
 log = logging.getLogger("diaolou.hub")
-
-EXIT_FAILED = 1
-EXIT_BAD_CONFIG = 2
-
-
-class CommandError(Exception):
-    """A user-facing failure: printed as `error: ...`, exit status 1."""
 
 
 def iso(t: float | None) -> str | None:
@@ -212,20 +206,8 @@ def cmd_rejections(args: argparse.Namespace) -> int:
 
 # --- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diaolou-hub", description="Diaolou hub")
-    parser.add_argument("--version", action="version", version=f"diaolou-hub {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(
-        name: str,
-        func: Callable[[argparse.Namespace], int],
-        help: str,
-        parent: argparse._SubParsersAction[argparse.ArgumentParser] = sub,
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
-        return p
+    parser, sub = root_parser("diaolou-hub", "Diaolou hub", __version__)
+    command = Commands(sub)
 
     p = command(
         "run",
@@ -285,25 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.provision import main as provision_main
 
         return provision_main(words[1:])
-    parser = build_parser()
-    args = parser.parse_args(words)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except Exception as exc:  # an unexpected failure still gets the documented status
-        log.exception("failed")
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    return run(build_parser(), words)
 
 
 if __name__ == "__main__":
