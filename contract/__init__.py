@@ -16,6 +16,7 @@ from contract.messages import (
     Reply,
     SnapshotRef,
     Status,
+    check_snapshot,
     decode,
     encode,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "SnapshotRef",
     "Status",
     "TopicInfo",
+    "check_snapshot",
     "decode",
     "device_prefix",
     "encode",

@@ -74,7 +74,7 @@ class Heartbeat(Message):
 
 
 class SnapshotRef(BaseModel):
-    """Where the hub can fetch an event's snapshot from the agent (it is not in the message)."""
+    """The snapshot files on the agent; the JPEG itself follows on .../snapshot/<event id>."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -147,6 +147,18 @@ def decode(model: type[M], payload: bytes) -> M:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<payload>"
         raise ContractError("invalid", f"{model.__name__}.{where}: {first['msg']}") from None
+
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def check_snapshot(payload: bytes) -> bytes:
+    """A snapshot payload is a JPEG of at most MAX_PAYLOAD_BYTES; ContractError otherwise."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError("oversized", f"snapshot of {len(payload)} bytes is over {MAX_PAYLOAD_BYTES}")
+    if not payload.startswith(JPEG_MAGIC) or not payload.endswith(b"\xff\xd9"):
+        raise ContractError("invalid", "snapshot is not a complete JPEG")
+    return payload
 
 
 def is_event_id(value: str) -> bool:

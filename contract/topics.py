@@ -10,6 +10,7 @@ and so the hub knows who sent a message without trusting the payload.
 | event | agent -> hub | 1 | no | Event |
 | cmd/<name> | hub -> agent | 1 | no | Command |
 | reply | agent -> hub | 1 | no | Reply |
+| snapshot/<event id> | agent -> hub | 1 | no | the event's snapshot, a JPEG (raw bytes, not JSON) |
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ ROOT = "diaolou"
 VERSION = "v1"
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # the config's site/device/camera alphabet
 
-Kind = Literal["status", "heartbeat", "event", "cmd", "reply"]
-KINDS: tuple[Kind, ...] = ("status", "heartbeat", "event", "cmd", "reply")
-QOS: dict[Kind, int] = {"status": 1, "heartbeat": 0, "event": 1, "cmd": 1, "reply": 1}
+EVENT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # the snapshot topic's last level: the event's ULID
+
+Kind = Literal["status", "heartbeat", "event", "cmd", "reply", "snapshot"]
+KINDS: tuple[Kind, ...] = ("status", "heartbeat", "event", "cmd", "reply", "snapshot")
+NAMED: tuple[Kind, ...] = ("cmd", "snapshot")  # kinds whose topic ends in a name
+QOS: dict[Kind, int] = {"status": 1, "heartbeat": 0, "event": 1, "cmd": 1, "reply": 1, "snapshot": 1}
 
 
 class TopicError(ValueError):
@@ -36,7 +40,7 @@ class TopicInfo:
     site: str
     device: str
     kind: Kind
-    name: str | None = None  # the command name for cmd/<name>
+    name: str | None = None  # the command name for cmd/<name>, the event id for snapshot/<id>
 
 
 def _check(value: str, what: str) -> str:
@@ -49,13 +53,21 @@ def device_prefix(site: str, device: str) -> str:
     return f"{ROOT}/{VERSION}/{_check(site, 'site')}/{_check(device, 'device')}"
 
 
+def _check_name(kind: str, name: str) -> str:
+    if kind == "snapshot":
+        if not EVENT_ID.match(name):
+            raise TopicError(f"invalid event id {name!r} in a snapshot topic")
+        return name
+    return _check(name, "command")
+
+
 def topic(site: str, device: str, kind: Kind, name: str | None = None) -> str:
     if kind not in KINDS:
         raise TopicError(f"unknown topic kind {kind!r}")
-    if (kind == "cmd") != (name is not None):
-        raise TopicError("a command topic needs a name, and only a command topic has one")
+    if (kind in NAMED) != (name is not None):
+        raise TopicError("command and snapshot topics need a name, and only they have one")
     base = f"{device_prefix(site, device)}/{kind}"
-    return f"{base}/{_check(name, 'command')}" if name is not None else base
+    return f"{base}/{_check_name(kind, name)}" if name is not None else base
 
 
 def parse_topic(value: str) -> TopicInfo:
@@ -65,13 +77,14 @@ def parse_topic(value: str) -> TopicInfo:
     if parts[1] != VERSION:
         raise TopicError(f"unsupported protocol version {parts[1]!r} in {value!r} (this side speaks {VERSION})")
     site, device, kind = _check(parts[2], "site"), _check(parts[3], "device"), parts[4]
-    if kind == "cmd" and len(parts) == 6:
-        return TopicInfo(site, device, "cmd", _check(parts[5], "command"))
-    if kind in KINDS and kind != "cmd" and len(parts) == 5:
+    if kind in NAMED and len(parts) == 6:
+        return TopicInfo(site, device, kind, _check_name(kind, parts[5]))
+    if kind in KINDS and kind not in NAMED and len(parts) == 5:
         return TopicInfo(site, device, kind)
     raise TopicError(f"unknown topic {value!r}")
 
 
 def hub_subscriptions() -> list[str]:
-    """What the hub reads: every device's status, heartbeats, events and replies."""
-    return [f"{ROOT}/{VERSION}/+/+/{kind}" for kind in ("status", "heartbeat", "event", "reply")]
+    """What the hub reads: every device's status, heartbeats, events, replies and snapshots."""
+    kinds = [f"{ROOT}/{VERSION}/+/+/{kind}" for kind in ("status", "heartbeat", "event", "reply")]
+    return [*kinds, f"{ROOT}/{VERSION}/+/+/snapshot/+"]

@@ -53,7 +53,7 @@ MODELS: tuple[type[Message], ...] = (Status, Heartbeat, Event, Command, Reply)
 class KindInfo:
     direction: str
     retained: bool
-    model: type[Message]
+    model: type[Message] | None  # None: the payload is not JSON
     notes: str
 
 
@@ -65,6 +65,14 @@ KIND_INFO: dict[Kind, KindInfo] = {
     "event": KindInfo("agent → hub", False, Event, "Person and camera events, test alarms. Kept in the outbox."),
     "cmd": KindInfo("hub → agent", False, Command, "`cmd/<name>`; the name says what to do."),
     "reply": KindInfo("agent → hub", False, Reply, "Answers a command; same `id`."),
+    "snapshot": KindInfo(
+        "agent → hub",
+        False,
+        None,
+        "`snapshot/<event id>`: the person event's snapshot, a JPEG of at most 64 KiB (raw bytes, not JSON), "
+        "sent after the event's `new` and `end` messages; the end one (the best) replaces the first. "
+        "The hub stores it as `snapshots/<site>/<device>/<event id>.jpg` beside hub.db.",
+    ),
 }
 
 HEADER = """\
@@ -155,7 +163,7 @@ def size_section() -> str:
 
 A payload is at most {MAX_PAYLOAD_BYTES:,} bytes (`contract.MAX_PAYLOAD_BYTES`). `encode` refuses to
 build a bigger message and `decode` rejects one (cause `oversized`). Snapshots are never inside an
-event: `snapshot` only says where the hub can fetch the JPEG from the agent.
+event: the JPEG follows on `.../snapshot/<event id>`; the event's `snapshot` field names the file on the agent.
 
 Mosquitto's `message_size_limit` is the same number, so the broker never refuses a message the
 contract allows, and a device cannot make it hold big ones. (Mosquitto 2.0.11 answers an
@@ -220,11 +228,11 @@ def topics_section() -> str:
     rows = ["| Topic | Direction | QoS | Retained | Payload | Notes |", "|---|---|---|---|---|---|"]
     for kind in KINDS:
         info = KIND_INFO[kind]
-        name = "cmd/<name>" if kind == "cmd" else kind
+        name = {"cmd": "cmd/<name>", "snapshot": "snapshot/<event id>"}.get(kind, kind)
+        payload = f"[`{info.model.__name__}`](#{info.model.__name__.lower()})" if info.model else "JPEG"
         rows.append(
             f"| `diaolou/v1/<site>/<device>/{name}` | {info.direction} | {QOS[kind]} | "
-            f"{'yes' if info.retained else 'no'} | [`{info.model.__name__}`](#{info.model.__name__.lower()}) | "
-            f"{info.notes} |"
+            f"{'yes' if info.retained else 'no'} | {payload} | {info.notes} |"
         )
     subs = "\n".join(f"- `{s}`" for s in hub_subscriptions())
     return f"""\

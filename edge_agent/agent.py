@@ -128,7 +128,7 @@ class Agent:
         self.link = MqttLink.for_agent(
             self.config, self.outbox, heartbeat=lambda: self.heartbeats.build(self.statuses())
         )
-        self.shipper = EventShipper(self.link, self.events)
+        self.shipper = EventShipper(self.link, self.events, self.root, self.config.site, self.config.device)
         self.events.on_saved = self.shipper.ship
         self.link.subscribe(f"{device_prefix(self.config.site, self.config.device)}/cmd/+", self._on_command)
         self.link.start()

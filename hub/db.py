@@ -13,6 +13,7 @@ needs the current health, and trends belong in a metrics system.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ def _loads(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
+_UPSERT_SNAPSHOT = (
+    "INSERT OR REPLACE INTO snapshots (site, device, event_id, path, bytes, received) VALUES (?, ?, ?, ?, ?, ?)"
+)
 _INSERT_EVENT = (
     'INSERT OR IGNORE INTO events (id, phase, seq, site, device, camera, kind, time, "end", test, detail, snapshot, '
     "received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -180,6 +184,13 @@ class HubDB:
             pk=("site", "device", "id"),
             if_not_exists=True,
         )
+        # Event snapshots: the JPEG is a file under snapshots/<site>/<device>/<event id>.jpg beside
+        # hub.db; the end-of-event snapshot (the best one) replaces the first.
+        db.table("snapshots").create(
+            {"site": str, "device": str, "event_id": str, "path": str, "bytes": int, "received": float},
+            pk=("site", "device", "event_id"),
+            if_not_exists=True,
+        )
         db.table("rejections").create(
             {
                 "site": str,
@@ -199,6 +210,25 @@ class HubDB:
         self.conn.close()
 
     # --- writing ------------------------------------------------------------------------------
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.path.parent / "snapshots"
+
+    def _store_snapshot(self, record: Record) -> tuple[object, ...]:
+        """Write the JPEG durably (temp file, fsync, rename) and return its row's parameters. Site,
+        device (from the topic) and event id (checked against the ULID pattern) make a safe path."""
+        assert record.data is not None and record.name is not None
+        rel = Path("snapshots") / record.site / record.device / f"{record.name}.jpg"
+        path = self.path.parent / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(record.data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return (record.site, record.device, record.name, rel.as_posix(), len(record.data), record.received)
+
     def write(self, records: Sequence[Record]) -> list[Record]:
         """Store a batch in one transaction. Returns the records that changed something, in order:
         events and replies that were new (not redelivered duplicates), every status, heartbeat and
@@ -223,6 +253,10 @@ class HubDB:
                     # last_seen = when the hub last heard the device itself: a retained copy and a last
                     # will (published by the broker for a vanished device) are not signs of life.
                     update.last_seen = max(update.last_seen or 0.0, record.received)
+                if record.kind == "snapshot":
+                    cur.execute(_UPSERT_SNAPSHOT, self._store_snapshot(record))
+                    changed.append(record)
+                    continue
                 message = record.message
                 if isinstance(message, Event):
                     cur.execute(_INSERT_EVENT, _event_row(record, message))

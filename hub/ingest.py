@@ -39,7 +39,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from contract import ContractError, Event, Heartbeat, Reply, Status, decode, hub_subscriptions, parse_topic
+from contract import (
+    ContractError,
+    Event,
+    Heartbeat,
+    Reply,
+    Status,
+    check_snapshot,
+    decode,
+    hub_subscriptions,
+    parse_topic,
+)
 from contract.broker import parse_broker_url
 from contract.topics import NAME, TopicError
 from hub.config import HubConfig
@@ -77,6 +87,12 @@ def parse_message(
     except TopicError as exc:
         site, device = _names_from_topic(text)
         return _rejection(site, device, received, "topic", str(exc), text)
+    if info.kind == "snapshot":
+        try:
+            data = check_snapshot(bytes(payload))
+        except ContractError as exc:
+            return _rejection(info.site, info.device, received, exc.cause, str(exc), text)
+        return Record("snapshot", info.site, info.device, received, retained=retained, name=info.name, data=data)
     kind_model = _MODELS.get(info.kind)
     if kind_model is None:  # cmd/<name>: the hub's own direction; the hub never subscribes to it
         return _rejection(info.site, info.device, received, "topic", f"the hub does not accept {info.kind}", text)

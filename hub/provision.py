@@ -182,10 +182,12 @@ def _set_password_line(lines: list[str], username: str, entry: str | None) -> tu
 
 # --- ACL file -------------------------------------------------------------------------------------
 def device_acl(site: str, device: str) -> list[str]:
-    """The device's ACL block: publish its own four topics, read its own commands. Nothing else."""
+    """The device's ACL block: publish its own four topics and its snapshots, read its own commands.
+    Nothing else."""
     _check_device(site, device)
     lines = [f"# device {site}/{device}", f"user {device_username(site, device)}"]
     lines += [f"topic write {topic(site, device, kind)}" for kind in ("status", "heartbeat", "event", "reply")]
+    lines.append(f"topic write {device_prefix(site, device)}/snapshot/+")
     lines.append(f"topic read {device_prefix(site, device)}/cmd/#")
     return lines
 

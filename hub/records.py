@@ -12,7 +12,7 @@ from typing import Literal
 
 from contract import Event, Heartbeat, Reply, Status
 
-RecordKind = Literal["status", "heartbeat", "event", "reply", "rejection"]
+RecordKind = Literal["status", "heartbeat", "event", "reply", "snapshot", "rejection"]
 Message = Status | Heartbeat | Event | Reply
 
 
@@ -27,3 +27,5 @@ class Record:
     cause: str | None = None  # rejections: oversized, malformed, version, invalid, topic
     error: str | None = None  # rejections: what was wrong, for the operator
     topic: str | None = None  # rejections: the topic as received (truncated)
+    name: str | None = None  # snapshots: the event id
+    data: bytes | None = None  # snapshots: the JPEG

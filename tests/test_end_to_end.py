@@ -9,11 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import paho.mqtt.client as mqtt
 
 from contract import Command, Reply, decode, encode, topic
 from edge_agent.agent import Agent
 from edge_agent.config import parse_config
+from edge_agent.events.ids import new_event_id
+from edge_agent.events.store import LocalEvent
 from tests.conftest import agent_cmd, free_port, wait_for
 from tests.support.brokers import Broker
 
@@ -99,11 +103,31 @@ def _run_scenario(agent: Agent, agent_cfg: Path, hub_cfg: Path, broker: Broker) 
         client.loop_stop()
         client.disconnect()
 
+        # A person event: the event, then its snapshot on its own topic.
+        snap_rel = "snapshots/shop/2026-11-28/person.jpg"
+        (agent.root / snap_rel).parent.mkdir(parents=True, exist_ok=True)
+        ok, jpeg = cv2.imencode(".jpg", np.full((360, 640, 3), 128, np.uint8))
+        assert ok
+        (agent.root / snap_rel).write_bytes(jpeg.tobytes())
+        person_id = new_event_id()
+        agent.events.save(
+            LocalEvent(
+                person_id,
+                "person",
+                "shop",
+                time.time(),
+                {"phase": "new", "seq": 0, "snapshot": snap_rel, "max_score": 0.9},
+            )
+        )
+
         def arrived() -> bool:
             kinds = [e["kind"] for e in hub_events(hub_cfg)]
-            return kinds.count("test") == 3 and "camera_offline" in kinds
+            return kinds.count("test") == 3 and "camera_offline" in kinds and "person" in kinds
 
         assert wait_for(arrived, timeout=30), hub_events(hub_cfg)
+        stored = hub_cfg.parent / "hub" / "snapshots" / "lianhe" / "shop-12" / f"{person_id}.jpg"
+        assert wait_for(stored.exists, timeout=30)
+        assert stored.read_bytes() == jpeg.tobytes()
         assert wait_for(lambda: any(d["state"] == "online" for d in hub_devices(hub_cfg)), timeout=20)
     finally:
         agent.shutdown()

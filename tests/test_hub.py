@@ -732,3 +732,41 @@ def test_cli_run_fails_cleanly_when_the_embedded_port_is_taken(tmp_path: Path) -
         )
     assert out.returncode == 1
     assert "embedded broker cannot listen" in out.stderr
+
+
+def test_snapshots_are_stored_as_files_and_garbage_is_rejected(broker: Broker, tmp_path: Path) -> None:
+    """A JPEG on .../snapshot/<event id> lands beside hub.db; a non-JPEG or a bad id is counted."""
+    import cv2
+    import numpy as np
+
+    config = hub_config(tmp_path, broker.url(), broker.protocol)
+    hub = HubProcess(write_config(tmp_path, config), tmp_path / "hub.log").start()
+    reader = HubDB(config.db_path)
+    try:
+        ok, jpeg = cv2.imencode(".jpg", np.full((90, 160, 3), 200, np.uint8))
+        assert ok
+        event_id = "01M8FZE226DRNCPT2VXMGBF1WV"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id="snap-pub",
+            protocol=mqtt.MQTTv5 if broker.protocol == "v5" else mqtt.MQTTv311,
+        )
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        client.publish(topic("s1", "d1", "snapshot", event_id), jpeg.tobytes(), qos=1).wait_for_publish(10)
+        client.publish(f"diaolou/v1/s1/d1/snapshot/{event_id}", b"not a jpeg", qos=1).wait_for_publish(10)
+        client.publish("diaolou/v1/s1/d1/snapshot/..%2F..%2Fetc", jpeg.tobytes(), qos=1).wait_for_publish(10)
+        client.loop_stop()
+        client.disconnect()
+        stored = config.db_path.parent / "snapshots" / "s1" / "d1" / f"{event_id}.jpg"
+        assert wait_for(stored.exists, WAIT)
+        assert stored.read_bytes() == jpeg.tobytes()
+
+        def rejected() -> dict[str, int]:
+            rows = reader.conn.execute("select cause, count from rejections where device = 'd1'").fetchall()
+            return {cause: count for cause, count in rows}
+
+        assert wait_for(lambda: rejected().get("invalid") == 1 and rejected().get("topic") == 1, WAIT), rejected()
+        assert not list((config.db_path.parent / "snapshots").rglob("*etc*"))
+    finally:
+        assert hub.terminate() == 0

@@ -9,14 +9,16 @@ found by their `sent = 0` flag and shipped again when the agent starts; the hub 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-from contract import Event, SnapshotRef
+from contract import ContractError, Event, SnapshotRef, check_snapshot, topic
 from edge_agent.comms.link import MqttLink
 from edge_agent.events.store import EventStore, LocalEvent
 
 log = logging.getLogger(__name__)
 
+PRIORITY_SNAPSHOT = 1  # below events (2): a full outbox drops pictures before alerts
 _TOP_LEVEL = {"id", "camera", "start", "end", "phase", "seq", "snapshot", "snapshot_crop", "label"}
 
 
@@ -45,9 +47,11 @@ def to_wire(event: LocalEvent) -> Event:
 
 
 class EventShipper:
-    def __init__(self, link: MqttLink, store: EventStore) -> None:
+    def __init__(self, link: MqttLink, store: EventStore, root: Path, site: str, device: str) -> None:
         self.link = link
         self.store = store
+        self.root = root
+        self.site, self.device = site, device
 
     def ship(self, event: LocalEvent) -> None:
         try:
@@ -57,6 +61,21 @@ class EventShipper:
             return
         if seq is not None:
             self.store.mark_sent(event.id)
+        if event.kind == "person" and event.detail.get("phase") in ("new", "end") and event.detail.get("snapshot"):
+            self._ship_snapshot(event.id, self.root / event.detail["snapshot"])
+
+    def _ship_snapshot(self, event_id: str, path: Path) -> None:
+        """The snapshot travels on its own topic after the event, so the alert itself stays small
+        and a slow link delivers the alert first. The end snapshot (the best) replaces the first."""
+        try:
+            data = check_snapshot(path.read_bytes())
+        except (OSError, ContractError) as exc:
+            log.warning("snapshot of event %s not sent: %s", event_id, exc)
+            return
+        self.link.outbox.enqueue(
+            topic(self.site, self.device, "snapshot", event_id), data, qos=1, priority=PRIORITY_SNAPSHOT
+        )
+        self.link.notify()
 
     def ship_unsent(self) -> int:
         """Queue events that were stored but never reached the outbox (a crash in between)."""
