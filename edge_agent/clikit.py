@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from edge_agent.config.loader import ConfigError
 
@@ -14,14 +15,16 @@ EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
 
 Handler = Callable[[argparse.Namespace], int]
-SubParsers = argparse._SubParsersAction
+if TYPE_CHECKING:
+    # argparse has no public name for it, and the class is not subscriptable at run time.
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 class CommandError(Exception):
     """A user-facing failure: printed as `error: ...`, exit status 1."""
 
 
-def root_parser(prog: str, description: str, version: str) -> tuple[argparse.ArgumentParser, SubParsers]:  # type: ignore[type-arg]
+def root_parser(prog: str, description: str, version: str) -> tuple[argparse.ArgumentParser, SubParsers]:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--version", action="version", version=f"{prog} {version}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -31,7 +34,7 @@ def root_parser(prog: str, description: str, version: str) -> tuple[argparse.Arg
 class Commands:
     """`command(name, func, help[, parent])` adds a sub-command that runs `func`."""
 
-    def __init__(self, root: SubParsers) -> None:  # type: ignore[type-arg]
+    def __init__(self, root: SubParsers) -> None:
         self.root = root
 
     def __call__(
@@ -39,7 +42,7 @@ class Commands:
         name: str,
         func: Handler,
         help: str,
-        parent: SubParsers | None = None,  # type: ignore[type-arg]
+        parent: SubParsers | None = None,
     ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = (parent or self.root).add_parser(name, help=help, description=help)
         p.set_defaults(func=func)

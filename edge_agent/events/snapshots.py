@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edge_agent.events.person import PersonEvent
 
@@ -52,8 +53,8 @@ def write_snapshot(root: Path, event: PersonEvent) -> SnapshotFiles | None:
     return files
 
 
-def _write_jpeg(path: Path, image: object) -> None:
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])  # type: ignore[call-overload]
+def _write_jpeg(path: Path, image: np.ndarray) -> None:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise ValueError(f"could not encode {path.name}")
     tmp = path.with_suffix(".tmp")
