@@ -17,27 +17,40 @@ from edge_agent.capture.stream import open_stream, video_packets
 
 
 class AnalysisFrame:
-    """A decoded frame at the analysis size: `gray` at once (all that motion needs), `image` (BGR)
-    only when asked for, which is when the detector runs or a snapshot is taken: an idle camera
-    never pays for colour conversion."""
+    """A decoded frame at the analysis size, converted only as far as it is used: `gray` for
+    motion, `image` (BGR) when the detector runs or a snapshot is taken. An idle camera never pays
+    for colour conversion, and a frame the analysis skips costs only its decoding."""
 
     def __init__(
-        self, index: int, t: float, frame: Any, width: int, height: int, to_bgr: VideoReformatter, gray: np.ndarray
+        self,
+        index: int,
+        t: float,
+        frame: Any,
+        width: int,
+        height: int,
+        to_bgr: VideoReformatter,
+        to_gray: VideoReformatter,
     ) -> None:
         self.index = index  # position of this frame in the source's decoded sequence
         self.t = t  # seconds since the start of the stream
         self.width, self.height = width, height
-        self.gray = gray  # uint8 HxW
         self._frame = frame
-        self._to_bgr = to_bgr
+        self._to_bgr, self._to_gray = to_bgr, to_gray
         self._image: np.ndarray | None = None
+        self._gray: np.ndarray | None = None
+
+    @property
+    def gray(self) -> np.ndarray:
+        """uint8 HxW (the decoder's luma plane, scaled), converted on first use."""
+        if self._gray is None:
+            self._gray = self._to_gray.reformat(self._frame, self.width, self.height, "gray").to_ndarray()
+        return self._gray
 
     @property
     def image(self) -> np.ndarray:
         """BGR uint8 HxWx3, converted on first use."""
         if self._image is None:
             self._image = self._to_bgr.reformat(self._frame, self.width, self.height, "bgr24").to_ndarray()
-            self._frame = None  # the decoded frame can go now
         return self._image
 
 
@@ -93,7 +106,6 @@ def iter_frames(
                 if t > next_t:  # fell behind (gap): realign rather than burst
                     next_t = t + step
                 w, h = scaled_size(frame.width, frame.height, width)
-                gray = to_gray.reformat(frame, w, h, "gray").to_ndarray()
-                yield AnalysisFrame(index, t, frame, w, h, to_bgr, gray)
+                yield AnalysisFrame(index, t, frame, w, h, to_bgr, to_gray)
     finally:
         container.close()
