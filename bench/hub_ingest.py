@@ -55,6 +55,10 @@ HUB = REPO / ".venv" / "bin" / "diaolou-hub"
 SITE = "bench"
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(REPO / "bench"))
+from record_cpu import machine_cpu  # noqa: E402  (the benchmarks share their /proc readers)
+from record_cpu import proc_cpu_seconds as _proc_cpu_seconds  # noqa: E402
+
 MAX_LOG_LINES = 20_000
 
 # Goals of the issue.
@@ -67,15 +71,8 @@ LABEL = {"mosquitto": "Mosquitto (v5)", "embedded": "embedded amqtt (v3.1.1)"}
 
 # --- /proc ------------------------------------------------------------------------------------
 def proc_cpu_seconds(pid: int | None) -> float | None:
-    """utime + stime of a live process (all threads), from /proc/<pid>/stat."""
-    if pid is None:
-        return None
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """utime + stime of a live process (all threads); None for no process."""
+    return None if pid is None else _proc_cpu_seconds(pid)
 
 
 def proc_status_kib(pid: int, key: str) -> int:
@@ -97,13 +94,6 @@ def proc_io(pid: int) -> dict[str, int]:
             key, _, value = line.partition(":")
             out[key.strip()] = int(value)
     return out
-
-
-def machine_cpu() -> tuple[int, int]:
-    """(busy, total) jiffies over all cores, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    idle = values[3] + values[4]  # idle + iowait
-    return sum(values) - idle, sum(values)
 
 
 def self_cpu() -> float:
