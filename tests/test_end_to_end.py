@@ -98,8 +98,14 @@ def _run_scenario(agent: Agent, agent_cfg: Path, hub_cfg: Path, broker: Broker) 
         client.loop_start()
         client.subscribe(topic("lianhe", "shop-12", "reply"), qos=1)
         time.sleep(0.5)
+        # A hostile command is dropped without a reply and without hurting the agent.
+        client.publish(topic("lianhe", "shop-12", "cmd", "ping"), b'{"v": 1, "id": ' + b"9" * 5000, qos=1)
+        client.publish(topic("lianhe", "shop-12", "cmd", "reboot"), encode(Command(id="c-0", time=time.time())), qos=1)
         client.publish(topic("lianhe", "shop-12", "cmd", "ping"), encode(Command(id="c-1", time=time.time())), qos=1)
         assert wait_for(lambda: any(r.id == "c-1" and r.ok for r in replies), timeout=20), (replies, other)
+        unknown = next(r for r in replies if r.id == "c-0")  # an unknown command gets a clear refusal
+        assert not unknown.ok and "unknown command 'reboot'" in (unknown.error or "")
+        assert {r.id for r in replies} == {"c-0", "c-1"}
         client.loop_stop()
         client.disconnect()
 
