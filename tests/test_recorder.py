@@ -12,6 +12,7 @@ from edge_agent.config.schema import RecordConfig
 from edge_agent.record.index import SegmentIndex
 from edge_agent.record.paths import parse_relpath, segment_relpath
 from edge_agent.record.recorder import SegmentRecorder, UnsupportedCodec
+from edge_agent.record.segment import SegmentWriter
 from tests.conftest import SHARED_VIDEO, ffmpeg_decodes, ffprobe_packets
 from tests.support.recording import record_file
 
@@ -79,3 +80,21 @@ def test_real_footage_records_losslessly(tmp_path: Path, footage: Path) -> None:
     segments = record_file(tmp_path, index, footage, start=START, segment_seconds=10)
     assert sum(ffprobe_packets(tmp_path / s.path) for s in segments) == ffprobe_packets(footage)
     assert sum(s.duration for s in segments) == pytest.approx(139.4, abs=0.2)
+
+
+def test_each_finished_fragment_is_on_disk_before_the_segment_closes(tmp_path: Path, h264_file: Path) -> None:
+    # What a kill -9 or a power cut mid-segment leaves: every fragment completed so far, not
+    # whatever happened to fill a write buffer. h264_file has a keyframe every second (15 frames).
+    with av.open(str(h264_file)) as container:
+        stream = container.streams.video[0]
+        writer = SegmentWriter(tmp_path, "cam/part.mp4", "cam", stream, START)
+        packets = [p for p in container.demux(stream) if p.size][:52]  # 3.5 s: keyframes at 0, 1, 2, 3 s
+        for packet in packets:
+            assert packet.dts is not None and packet.pts is not None
+            writer.write(packet, packet.pts, packet.dts, packet.duration or 1)
+        with av.open(str(writer.part_path)) as on_disk:
+            readable = [p for p in on_disk.demux(on_disk.streams.video[0]) if p.size]
+        # The fragments of seconds 0-3 were complete when the keyframe at 3 s arrived.
+        assert len(readable) == 45
+        assert [bytes(p) for p in readable] == [bytes(p) for p in packets[:45]]
+        writer.abandon()

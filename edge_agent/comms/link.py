@@ -81,7 +81,7 @@ class MqttLink:
         cameras: Sequence[str] = (),
         heartbeat: Callable[[], Heartbeat] | None = None,
         window: int = DEFAULT_WINDOW,
-        poll_seconds: float = 0.2,
+        poll_seconds: float = 1.0,
         reconnect_min_seconds: int = 1,
         reconnect_max_seconds: int = 30,
     ) -> None:
@@ -360,6 +360,10 @@ class MqttLink:
         thread.start()
 
     def _run_sender(self) -> None:
+        # Everything in this process that gives the sender work sets `_wake` (enqueue, PUBACK,
+        # connect, stop); the poll is for rows another process put in the outbox (`test-alarm`)
+        # and for watching paho's thread. Each idle wake-up costs CPU on a box that mostly
+        # records, so it is once a second, not more.
         state = _SenderState()
         drain_deadline: float | None = None
         while True:

@@ -28,6 +28,11 @@ FRAGMENT_OPTIONS = {
     # Also flush mid-GOP so a camera with a long GOP loses at most ~1 s at a power cut.
     "frag_duration": "1000000",
 }
+# The muxer keeps a fragment in memory until it is complete, then flushes it to the file. With a
+# buffer larger than a 1 s fragment of a 4 MP main stream (~500 KB at 4 Mbit/s) that is one
+# write() per fragment; every write is a call into Python (see _SegmentFile), and PyAV's default
+# 32 KiB buffer meant eight a second per camera.
+WRITE_BUFFER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,9 @@ class SegmentWriter:
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
         self._file = _SegmentFile(self.part_path)
         try:
-            self._container = av.open(self._file, "w", format="mp4", options=FRAGMENT_OPTIONS)
+            self._container = av.open(
+                self._file, "w", format="mp4", options=FRAGMENT_OPTIONS, buffer_size=WRITE_BUFFER_BYTES
+            )
         except BaseException:
             self._file.close()
             raise
