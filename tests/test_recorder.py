@@ -91,7 +91,7 @@ def test_each_finished_fragment_is_on_disk_before_the_segment_closes(tmp_path: P
         packets = [p for p in container.demux(stream) if p.size][:52]  # 3.5 s: keyframes at 0, 1, 2, 3 s
         for packet in packets:
             assert packet.dts is not None and packet.pts is not None
-            writer.write(packet, packet.pts, packet.dts, packet.duration or 1)
+            writer.write(packet, packet.pts, packet.dts, packet.duration or 1, packet.is_keyframe)
         with av.open(str(writer.part_path)) as on_disk:
             readable = [p for p in on_disk.demux(on_disk.streams.video[0]) if p.size]
         # The fragments of seconds 0-3 were complete when the keyframe at 3 s arrived.

@@ -48,6 +48,20 @@ def describe_av_error(exc: BaseException) -> str:
 
 def video_packets(container: Any, spec: StreamSpec, loop: bool) -> Iterator[Any]:
     """Video packets; a file is paced to real time and, with `loop`, repeated forever."""
+    if spec.live:
+        return _live_packets(container, spec)
+    return _file_packets(container, loop)
+
+
+def _live_packets(container: Any, spec: StreamSpec) -> Iterator[Any]:
+    # Kept to the bare minimum: it runs for every packet of every camera, all day.
+    for packet in container.demux(container.streams.video[0]):
+        if packet.size:  # size 0: the demuxer's flush packet
+            yield packet
+    raise StreamEnded(f"{spec.display}: stream ended")
+
+
+def _file_packets(container: Any, loop: bool) -> Iterator[Any]:
     stream = container.streams.video[0]
     pace_start: float | None = None
     pace_offset = 0.0
@@ -56,17 +70,14 @@ def video_packets(container: Any, spec: StreamSpec, loop: bool) -> Iterator[Any]
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # demuxer flush packet
-            if not spec.live:
-                t = float(packet.dts * packet.time_base) if packet.dts is not None else last_t
-                last_t = max(last_t, t)
-                if pace_start is None:
-                    pace_start = time.monotonic() - t
-                delay = pace_start + pace_offset + t - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            t = float(packet.dts * packet.time_base) if packet.dts is not None else last_t
+            last_t = max(last_t, t)
+            if pace_start is None:
+                pace_start = time.monotonic() - t
+            delay = pace_start + pace_offset + t - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
             yield packet
-        if spec.live:
-            raise StreamEnded(f"{spec.display}: stream ended")
         if not loop:
             return
         pace_offset += last_t + 1 / float(stream.average_rate or 15)

@@ -94,7 +94,7 @@ class SegmentRecorder:
                 self.stats.dropped_packets += 1
                 return
         try:
-            writer.write(packet, stamped.pts, stamped.dts, stamped.duration)
+            writer.write(packet, stamped.pts, stamped.dts, stamped.duration, keyframe)
         except Exception as exc:
             if not is_disk_full(exc):
                 raise

@@ -123,24 +123,26 @@ class SegmentWriter:
         self._base: int | None = None
         self._last_end = 0
         self.time_base: Fraction = template.time_base
+        self._seconds_per_tick = float(self.time_base)  # Fraction arithmetic per packet is slow
 
-    def write(self, packet: Any, pts: int, dts: int, duration: int) -> None:
-        if self._base is None:
-            self._base = dts
-        packet.pts = pts - self._base
-        packet.dts = dts - self._base
+    def write(self, packet: Any, pts: int, dts: int, duration: int, keyframe: bool) -> None:
+        base = self._base
+        if base is None:
+            base = self._base = dts
+        packet.pts = pts - base
+        packet.dts = dts - base
         packet.duration = duration
         packet.stream = self._stream
         self._container.mux(packet)
         self.packets += 1
-        if packet.is_keyframe:
+        if keyframe:
             self.keyframes += 1
-        self._last_end = dts - self._base + duration
+        self._last_end = dts - base + duration
 
     @property
     def seconds(self) -> float:
         """Video written so far, by the stream's own timestamps."""
-        return float(self._last_end * self.time_base)
+        return self._last_end * self._seconds_per_tick
 
     def close(self, end: float) -> Segment:
         try:
