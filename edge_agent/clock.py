@@ -58,8 +58,9 @@ class WallClock:
         self._synchronized = synchronized
         self._lock = threading.Lock()
         self._floor = max(floor, EARLIEST_PLAUSIBLE)
-        self._anchor_mono = monotonic()
-        self._anchor_wall = self._trusted(system(), self._floor)
+        mono = monotonic()
+        # (wall, monotonic) in one attribute: `now()` reads it without the lock in one step.
+        self._anchor = (self._trusted(system(), self._floor), mono)
         self.steps = 0
 
     def _trusted(self, system_now: float, fallback: float) -> float:
@@ -77,9 +78,15 @@ class WallClock:
             self._floor = max(self._floor, t)
 
     def now(self) -> float:
+        # Called for every packet of every camera: the usual case (no step) takes no lock.
+        wall, anchor_mono = self._anchor
+        derived = wall + (self._monotonic() - anchor_mono)
+        if abs(self._system() - derived) <= STEP_TOLERANCE_S:
+            return derived
         with self._lock:
             mono = self._monotonic()
-            derived = self._anchor_wall + (mono - self._anchor_mono)
+            wall, anchor_mono = self._anchor  # another thread may have re-anchored meanwhile
+            derived = wall + (mono - anchor_mono)
             system_now = self._system()
             if abs(system_now - derived) <= STEP_TOLERANCE_S:
                 return derived
@@ -89,5 +96,5 @@ class WallClock:
                 return derived
             self.steps += 1
             log.warning("system clock stepped by %+.1f s; re-anchoring timestamps", system_now - derived)
-            self._anchor_wall, self._anchor_mono = system_now, mono
+            self._anchor = (system_now, mono)
             return system_now

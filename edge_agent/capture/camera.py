@@ -111,23 +111,26 @@ class CameraWorker(threading.Thread):
             if self.recorder is not None:
                 self.recorder.set_stream(stream)
             sanitizer = TimestampSanitizer(stream.time_base, float(stream.average_rate or 0) or None)
+            # The loop runs for every packet of every camera all day: names are bound once.
+            stopping, now, status = self.stop_event.is_set, self.clock.now, self.status
+            feed = self.recorder.feed if self.recorder is not None else None
             last_arrival: float | None = None
-            window_start, window_packets = self.clock.now(), 0
+            window_start, window_packets = now(), 0
             for packet in video_packets(container, spec, loop=True):
-                if self.stop_event.is_set():
+                if stopping():
                     break
-                arrival = self.clock.now()
+                arrival = now()
                 stamped = sanitizer(packet.pts, packet.dts, None if last_arrival is None else arrival - last_arrival)
                 last_arrival = arrival
-                if self.status.state != "online":
+                if status.state != "online":
                     self._up(arrival)
                     backoff.reset()
-                if self.recorder is not None:
-                    self.recorder.feed(packet, stamped, arrival)
-                self.status.packets += 1
+                if feed is not None:
+                    feed(packet, stamped, arrival)
+                status.packets += 1
                 window_packets += 1
                 if arrival - window_start >= 5.0:
-                    self.status.fps = round(window_packets / (arrival - window_start), 2)
+                    status.fps = round(window_packets / (arrival - window_start), 2)
                     window_start, window_packets = arrival, 0
                     self._copy_recorder_stats(sanitizer)
         finally:
