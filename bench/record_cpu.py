@@ -102,6 +102,24 @@ def thread_cpu(pid: int) -> list[tuple[int, str, float]]:
     return sorted(out, key=lambda t: -t[2])
 
 
+def task_runtimes(pid: int) -> dict[int, int]:
+    """{tid: nanoseconds on a CPU} of each live thread, from /proc/<pid>/task/<tid>/schedstat.
+
+    The scheduler's own count, to the nanosecond: /proc/<pid>/stat is in clock ticks (10 ms),
+    which at one camera (ffmpeg: ~20 ticks a minute) would move the ratio by up to 5 %.
+    """
+    out: dict[int, int] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+    return out
+
+
+def window_runtime(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU seconds between two `task_runtimes` readings; a thread born in between counts whole."""
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
+
+
 def machine_cpu() -> tuple[int, int]:
     """(busy, total) jiffies over all cores, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
@@ -255,9 +273,7 @@ class AgentCode:
 
 
 def git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=60
-    ).stdout
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 def agent_code(code: str) -> AgentCode:
@@ -347,9 +363,7 @@ def probe_segment(path: Path, root: Path) -> SegmentFile:
 
 def video_files(root: Path) -> list[Path]:
     """Finished segments, and unfinished ones (.part) that a run may leave behind."""
-    return sorted(
-        p for p in root.rglob("*") if p.is_file() and (p.suffix == ".mp4" or p.name.endswith(".part"))
-    )
+    return sorted(p for p in root.rglob("*") if p.is_file() and (p.suffix == ".mp4" or p.name.endswith(".part")))
 
 
 def video_bytes(root: Path) -> int:
@@ -378,7 +392,8 @@ class Run:
     cameras: int
     window_s: float = 0.0
     run_wall_s: float = 0.0  # launch to stop signal
-    cpu_window_s: float = 0.0
+    cpu_window_s: float = 0.0  # scheduler runtime (ns precision), see task_runtimes()
+    cpu_window_ticks_s: float = 0.0  # the same from /proc/<pid>/stat (10 ms ticks), a cross-check
     cpu_total_s: float = 0.0
     server_cpu_window_s: float = 0.0
     machine_busy_pct: float = 0.0
@@ -537,6 +552,7 @@ def measure(
 
     t0 = time.time()
     cpu0 = [c.cpu() or 0.0 for c in children]
+    tasks0 = [task_runtimes(c.pid) for c in children]
     server0, busy0 = server.cpu() or 0.0, machine_cpu()
     io0 = io_sample(children, video_root)
     while (now := time.time()) < t1:
@@ -549,6 +565,7 @@ def measure(
     for c in children:
         c.sample_memory()
     cpu1 = [c.cpu() for c in children]
+    tasks1 = [task_runtimes(c.pid) for c in children]
     server1, busy1 = server.cpu() or 0.0, machine_cpu()
     io1 = io_sample(children, video_root)
     if len(children) == 1:
@@ -559,10 +576,19 @@ def measure(
     for c in children:
         c.reap(timeout=30)
     # A child that had died before t1 has no /proc/<pid>/stat left: its whole CPU is in the window.
-    run.cpu_window_s = sum(
-        (b if b is not None else (c.cpu_total or 0.0)) - a
-        for a, b, c in zip(cpu0, cpu1, children, strict=True)
+    tick_window_s = sum(
+        (b if b is not None else (c.cpu_total or 0.0)) - a for a, b, c in zip(cpu0, cpu1, children, strict=True)
     )
+    run.cpu_window_ticks_s = tick_window_s
+    run.cpu_window_s = sum(window_runtime(a, b) for a, b in zip(tasks0, tasks1, strict=True))
+    # A thread that ended inside the window takes its nanoseconds with it; the tick count keeps
+    # them. More than the ticks' rounding apart: use the ticks, and say so.
+    if run.ended_early or abs(run.cpu_window_s - tick_window_s) > 0.02 * len(children) + 0.05 * tick_window_s:
+        run.problems.append(
+            f"scheduler runtime {run.cpu_window_s:.3f} s vs clock ticks {tick_window_s:.2f} s in the window "
+            "(a thread ended?): the tick count is used"
+        )
+        run.cpu_window_s = tick_window_s
     run.window_s = t1 - t0
     run.run_wall_s = t1 - t_launch
     run.server_cpu_window_s = server1 - server0
@@ -577,9 +603,7 @@ def measure(
     run.window_log_bytes = io1.log_bytes - io0.log_bytes
     run.window_video_bytes = io1.video_bytes - io0.video_bytes
     run.shutdown_nonvideo_bytes = (
-        (run.wchar - io1.wchar)
-        - (run.log_bytes - io1.log_bytes)
-        - (video_bytes(video_root) - io1.video_bytes)
+        (run.wchar - io1.wchar) - (run.log_bytes - io1.log_bytes) - (video_bytes(video_root) - io1.video_bytes)
     )
     run.peak_rss_each_mib = [round(c.peak_rss_mib, 1) for c in children]
     run.peak_rss_mib = sum(c.peak_rss_mib for c in children)
@@ -592,9 +616,7 @@ def measure(
     for c in children:
         lines = c.problems()
         if lines:
-            run.problems.append(
-                f"{c.name}: {len(lines)} error/warning log lines, e.g. {lines[0].strip()[:300]}"
-            )
+            run.problems.append(f"{c.name}: {len(lines)} error/warning log lines, e.g. {lines[0].strip()[:300]}")
     return t0, t1
 
 
@@ -624,9 +646,7 @@ def run_ours(cameras: int, video: Path, work: Path, warmup: float, seconds: floa
     run = Run("ours", cameras)
     root = work / "store"
     with rtsp_server(video, cameras, work / "rtsp-server.log") as (server, port):
-        cam_args = [
-            a for i in range(1, cameras + 1) for a in ("--camera", f"cam{i}=rtsp://127.0.0.1:{port}/cam{i}")
-        ]
+        cam_args = [a for i in range(1, cameras + 1) for a in ("--camera", f"cam{i}=rtsp://127.0.0.1:{port}/cam{i}")]
         init = subprocess.run(
             [*code.argv, "config", "init", "--storage", str(root), "--record-only", *cam_args],
             capture_output=True,
@@ -680,9 +700,7 @@ def read_index(root: Path, t0: float, t1: float) -> dict[str, Any]:
     finally:
         conn.close()
     return {
-        "cameras": {
-            r[0]: {"segments": r[1], "seconds": r[2], "bytes": r[3], "window_seconds": r[4]} for r in rows
-        },
+        "cameras": {r[0]: {"segments": r[1], "seconds": r[2], "bytes": r[3], "window_seconds": r[4]} for r in rows},
         "seconds": sum(r[2] or 0 for r in rows),
         "window_seconds": sum(r[4] or 0 for r in rows),
         "paths": sorted(paths),
@@ -697,16 +715,13 @@ def check_agent(run: Run, files: set[str]) -> None:
     else:
         indexed = set(index.get("paths", []))
         if files - indexed:
-            run.problems.append(
-                f"{len(files - indexed)} segment files not in the index after a clean shutdown"
-            )
+            run.problems.append(f"{len(files - indexed)} segment files not in the index after a clean shutdown")
         if indexed - files:
             run.problems.append(f"{len(indexed - files)} index rows without a segment file")
         gap = run.recorded_s - index.get("seconds", 0.0)
         if abs(gap) > 1.0:
             run.problems.append(
-                f"index durations sum to {index.get('seconds', 0.0):.1f} s, "
-                f"the files hold {run.recorded_s:.1f} s"
+                f"index durations sum to {index.get('seconds', 0.0):.1f} s, the files hold {run.recorded_s:.1f} s"
             )
     for cam in run.status.get("cameras", []):
         notes = []
@@ -883,8 +898,7 @@ def summarise(ours: Run, ff: Run) -> list[Row]:
 def markdown_table(rows: list[Row]) -> str:
     head = "| cameras | metric | ours | ffmpeg | ratio | goal | result |\n|---:|---|---:|---:|---:|---|---|\n"
     return head + "".join(
-        f"| {r.cameras} | {r.metric} | {r.ours} | {r.ffmpeg} | {r.ratio} | {r.goal} | {r.result} |\n"
-        for r in rows
+        f"| {r.cameras} | {r.metric} | {r.ours} | {r.ffmpeg} | {r.ratio} | {r.goal} | {r.result} |\n" for r in rows
     )
 
 
@@ -912,15 +926,12 @@ def describe_code(code: dict[str, Any]) -> str:
     return f"commit {code['commit'][:12]} ({code['code']})"
 
 
-def write_results(
-    args: argparse.Namespace, env: dict[str, Any], video: Path, runs: list[Run], rows: list[Row]
-) -> str:
+def write_results(args: argparse.Namespace, env: dict[str, Any], video: Path, runs: list[Run], rows: list[Row]) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Recorder benchmark: `bench/record_cpu.py`",
         "",
-        f"Latest run: {now}; {env['cpus']} CPUs, kernel {env['kernel']}, {env['ffmpeg']}, "
-        f"PyAV {env['pyav']}.",
+        f"Latest run: {now}; {env['cpus']} CPUs, kernel {env['kernel']}, {env['ffmpeg']}, PyAV {env['pyav']}.",
         f"Agent code: {describe_code(env['agent'])}.",
         f"Streams: {WIDTH}x{HEIGHT} {FPS} fps H.264, GOP {GOP}, {BITRATE // 1000} kbit/s, RTSP over TCP "
         f"(GStreamer server on 127.0.0.1, one fresh server per run). Window: {args.seconds:.0f} s after "
@@ -941,7 +952,7 @@ def write_results(
         plural = "s" if run.cameras > 1 else ""
         lines.append(
             f"- **{run.tool}, {run.cameras} camera{plural}**: window {run.window_s:.1f} s, "
-            f"CPU {run.cpu_window_s:.2f} s "
+            f"CPU {run.cpu_window_s:.3f} s (clock ticks: {run.cpu_window_ticks_s:.2f} s) "
             f"in the window / {run.cpu_total_s:.2f} s in total, RTSP server {run.server_cpu_window_s:.2f} s; "
             f"{run.segments} segments, {run.recorded_s:.1f} video s "
             f"({run.recorded_window_s:.1f} in the window), "
@@ -1003,21 +1014,15 @@ def parse_cameras(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of camera counts, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of camera counts, got {text!r}") from None
     if not values or any(v < 1 or v > 64 for v in values):
         raise argparse.ArgumentTypeError("camera counts must be between 1 and 64")
     return values
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--cameras", type=parse_cameras, default=[1, 4, 8], help="Camera counts (default 1,4,8)."
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cameras", type=parse_cameras, default=[1, 4, 8], help="Camera counts (default 1,4,8).")
     parser.add_argument("--seconds", type=float, default=60.0, help="Measurement window (default 60).")
     parser.add_argument("--warmup", type=float, default=5.0, help="Seconds after launch before the window.")
     parser.add_argument("--ffmpeg", default="ffmpeg", help="ffmpeg binary (default: ffmpeg on PATH).")
