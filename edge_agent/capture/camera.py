@@ -21,6 +21,7 @@ from edge_agent.capture.stream import (
     StreamOpenError,
     describe_av_error,
     open_stream,
+    stream_ended,
     video_packets,
 )
 from edge_agent.capture.timestamps import TimestampSanitizer
@@ -116,7 +117,12 @@ class CameraWorker(threading.Thread):
             feed = self.recorder.feed if self.recorder is not None else None
             last_arrival: float | None = None
             window_start, window_packets = now(), 0
-            for packet in video_packets(container, spec, loop=True):
+            # A live stream is read straight from the demuxer, without video_packets' generator
+            # around it: one Python frame less per packet.
+            packets = container.demux(stream) if spec.live else video_packets(container, spec, loop=True)
+            for packet in packets:
+                if not packet.size:
+                    continue  # the demuxer's flush packet
                 if stopping():
                     break
                 arrival = now()
@@ -133,6 +139,9 @@ class CameraWorker(threading.Thread):
                     status.fps = round(window_packets / (arrival - window_start), 2)
                     window_start, window_packets = arrival, 0
                     self._copy_recorder_stats(sanitizer)
+            else:
+                if spec.live:
+                    raise stream_ended(spec)
         finally:
             if self.recorder is not None:
                 self.recorder.close(self.clock.now())

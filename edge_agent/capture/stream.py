@@ -54,11 +54,14 @@ def video_packets(container: Any, spec: StreamSpec, loop: bool) -> Iterator[Any]
 
 
 def _live_packets(container: Any, spec: StreamSpec) -> Iterator[Any]:
-    # Kept to the bare minimum: it runs for every packet of every camera, all day.
     for packet in container.demux(container.streams.video[0]):
         if packet.size:  # size 0: the demuxer's flush packet
             yield packet
-    raise StreamEnded(f"{spec.display}: stream ended")
+    raise stream_ended(spec)
+
+
+def stream_ended(spec: StreamSpec) -> StreamEnded:
+    return StreamEnded(f"{spec.display}: stream ended")
 
 
 def _file_packets(container: Any, loop: bool) -> Iterator[Any]:

@@ -367,7 +367,9 @@ class MqttLink:
         state = _SenderState()
         drain_deadline: float | None = None
         while True:
-            self._wake.wait(self.poll_seconds)
+            # Offline (a village uplink can be down for days) there is nothing to send until
+            # on_connect wakes the sender; only paho's thread is still watched, now and then.
+            self._wake.wait(self.poll_seconds if self._connected else max(self.poll_seconds, OFFLINE_POLL_SECONDS))
             self._wake.clear()
             try:
                 self._watch_network_thread()
@@ -461,6 +463,9 @@ class MqttLink:
                 self.publish_heartbeat(self.heartbeat_source())
             except Exception as exc:
                 self._warn_once(f"heartbeat not sent: {type(exc).__name__}: {exc}")
+
+
+OFFLINE_POLL_SECONDS = 10.0
 
 
 @dataclass
