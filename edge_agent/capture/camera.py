@@ -21,7 +21,6 @@ from edge_agent.capture.stream import (
     StreamOpenError,
     describe_av_error,
     open_stream,
-    stream_ended,
     video_packets,
 )
 from edge_agent.capture.timestamps import TimestampSanitizer
@@ -117,12 +116,7 @@ class CameraWorker(threading.Thread):
             feed = self.recorder.feed if self.recorder is not None else None
             last_arrival: float | None = None
             window_start, window_packets = now(), 0
-            # A live stream is read straight from the demuxer, without video_packets' generator
-            # around it: one Python frame less per packet.
-            packets = container.demux(stream) if spec.live else video_packets(container, spec, loop=True)
-            for packet in packets:
-                if not packet.size:
-                    continue  # the demuxer's flush packet
+            for packet in video_packets(container, spec, loop=True):
                 if stopping():
                     break
                 arrival = now()
@@ -139,9 +133,6 @@ class CameraWorker(threading.Thread):
                     status.fps = round(window_packets / (arrival - window_start), 2)
                     window_start, window_packets = arrival, 0
                     self._copy_recorder_stats(sanitizer)
-            else:
-                if spec.live:
-                    raise stream_ended(spec)
         finally:
             if self.recorder is not None:
                 self.recorder.close(self.clock.now())

@@ -57,11 +57,7 @@ def _live_packets(container: Any, spec: StreamSpec) -> Iterator[Any]:
     for packet in container.demux(container.streams.video[0]):
         if packet.size:  # size 0: the demuxer's flush packet
             yield packet
-    raise stream_ended(spec)
-
-
-def stream_ended(spec: StreamSpec) -> StreamEnded:
-    return StreamEnded(f"{spec.display}: stream ended")
+    raise StreamEnded(f"{spec.display}: stream ended")
 
 
 def _file_packets(container: Any, loop: bool) -> Iterator[Any]:

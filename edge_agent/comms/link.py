@@ -44,6 +44,8 @@ from edge_agent.config.schema import AgentConfig, MqttConfig
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 20
+OFFLINE_POLL_SECONDS = 10.0  # the sender's poll while disconnected: only paho's thread to watch
+
 # Reason codes (MQTT v5 numbering; paho maps v3.1.1 CONNACK codes onto them) that mean the
 # broker will keep refusing until someone fixes the config: say so plainly.
 _CREDENTIALS = {"Bad user name or password", "Not authorized"}
@@ -463,9 +465,6 @@ class MqttLink:
                 self.publish_heartbeat(self.heartbeat_source())
             except Exception as exc:
                 self._warn_once(f"heartbeat not sent: {type(exc).__name__}: {exc}")
-
-
-OFFLINE_POLL_SECONDS = 10.0
 
 
 @dataclass
