@@ -19,7 +19,7 @@ import av
 from edge_agent.capture.backoff import Backoff
 from edge_agent.capture.frames import AnalysisFrame, iter_frames
 from edge_agent.capture.sources import StreamSpec
-from edge_agent.capture.stream import StreamOpenError
+from edge_agent.capture.stream import StreamEnded, StreamOpenError
 from edge_agent.clock import WallClock
 from edge_agent.config.schema import CameraConfig
 from edge_agent.events.person import EventChange
@@ -147,7 +147,7 @@ class AnalysisWorker(threading.Thread):
                     self._process(frame, self.clock.now())
                 else:
                     raise StreamOpenError(f"{self.spec.display}: detection stream ended")
-            except (StreamOpenError, av.FFmpegError, OSError) as exc:
+            except (StreamOpenError, StreamEnded, av.FFmpegError, OSError) as exc:
                 self._fail("offline", str(exc))
             except Exception as exc:  # analysis must never take the agent (and its recording) down
                 log.exception("camera %s: analysis failed", self.camera)

@@ -12,14 +12,16 @@ from edge_agent.agent import Agent
 from edge_agent.config import parse_config
 from edge_agent.record.index import SegmentIndex
 from tests.conftest import RtspServer, ffmpeg_decodes, free_port, wait_for
+from tests.support.rtsp_cutter import CutMode, RtspCutter
 
 FAST_RECONNECT = "reconnect: {initial_seconds: 0.5, max_seconds: 2, open_timeout_seconds: 3, read_timeout_seconds: 3}"
 
 
-def make_agent(root: Path, cameras: dict[str, str], transport: str = "tcp") -> Agent:
+def make_agent(root: Path, cameras: dict[str, str], transport: str = "tcp", analyse: bool = True) -> Agent:
+    detect = "" if analyse else ", detect: {enabled: false}"
     lines = [
         f"storage: {{root: {root}, index_flush_seconds: 1}}",
-        f"defaults: {{transport: {transport}, record: {{segment_seconds: 2}}, {FAST_RECONNECT}}}",
+        f"defaults: {{transport: {transport}, record: {{segment_seconds: 2}}, {FAST_RECONNECT}{detect}}}",
         "cameras:",
     ]
     lines += [f"  {name}: {{source: '{url}'}}" for name, url in cameras.items()]
@@ -109,6 +111,39 @@ def test_a_server_that_goes_silent_is_detected_by_the_read_timeout(
         assert ok, errors
 
 
+@pytest.mark.parametrize("mode", ["hang", "drop"])
+def test_a_camera_cut_inside_a_keyframe_leaves_only_playable_segments(
+    mode: CutMode, tmp_path: Path, long_h264_file: Path, rtsp_server: Callable[..., RtspServer]
+) -> None:
+    """Cut after the keyframe's SPS/PPS, before its picture: FFmpeg's parser flushes an access
+    unit with no picture in it, which must not reach the recording."""
+    server = rtsp_server({"/cam": long_h264_file})
+    cutter = RtspCutter(server.port)
+    # Record only: analysis would open a second session, and the cut must hit the recording one.
+    agent = make_agent(tmp_path, {"cut": cutter.url("/cam")}, analyse=False)
+    agent.start()
+    try:
+        worker = agent.workers[0]
+        assert wait_for(lambda: worker.status.segments >= 1, timeout=60)
+        cutter.arm(mode)
+        assert cutter.cut.wait(timeout=30)
+        assert wait_for(lambda: status(agent, "cut") == "offline", timeout=30)
+        if mode == "hang":
+            # Told by the gap before FFmpeg's flush, not by FFmpeg's second timeout.
+            assert "no data for 3 s" in (worker.status.last_error or "")
+        assert wait_for(lambda: status(agent, "cut") == "online", timeout=30)
+        segments_back = worker.status.segments
+        assert wait_for(lambda: worker.status.segments >= segments_back + 1, timeout=60)
+    finally:
+        agent.shutdown()
+        cutter.close()
+    segments = SegmentIndex(tmp_path).segments("cut", 0, 4e9)
+    assert len(segments) >= 2
+    for seg in segments:
+        ok, errors = ffmpeg_decodes(tmp_path / seg.path)
+        assert ok, f"{seg.path}: {errors}"
+
+
 def test_bad_cameras_never_stop_the_good_one(
     tmp_path: Path, long_h264_file: Path, rtsp_server: Callable[..., RtspServer]
 ) -> None:
@@ -143,3 +178,29 @@ def test_bad_cameras_never_stop_the_good_one(
         assert "no-such-file.mp4" in errors["missing"]
     finally:
         agent.shutdown()
+
+
+def test_a_slow_consumer_is_not_mistaken_for_a_silent_camera(
+    long_h264_file: Path, rtsp_server: Callable[..., RtspServer]
+) -> None:
+    """The stall check times the demuxer only: a recorder stuck on a slow SD card write for
+    longer than the read timeout finds the camera's packets waiting in the socket."""
+    import time
+
+    from edge_agent.capture.sources import StreamSpec
+    from edge_agent.capture.stream import open_stream, video_packets
+
+    server = rtsp_server({"/cam": long_h264_file})
+    spec = StreamSpec("rtsp", server.url("/cam"), server.url("/cam"), {"rtsp_transport": "tcp", "timeout": "5000000"})
+    container = open_stream(spec, 5.0, 5.0)
+    try:
+        received = 0
+        for _packet in video_packets(container, spec, False, stall_seconds=1.0):
+            received += 1
+            if received <= 3:
+                time.sleep(1.5)  # the consumer, not the camera, is slow
+            if received == 20:
+                break
+    finally:
+        container.close()
+    assert received == 20

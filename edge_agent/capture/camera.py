@@ -116,7 +116,7 @@ class CameraWorker(threading.Thread):
             feed = self.recorder.feed if self.recorder is not None else None
             last_arrival: float | None = None
             window_start, window_packets = now(), 0
-            for packet in video_packets(container, spec, loop=True):
+            for packet in video_packets(container, spec, True, self.config.reconnect.read_timeout_seconds):
                 if stopping():
                     break
                 arrival = now()

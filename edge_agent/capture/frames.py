@@ -86,7 +86,7 @@ def iter_frames(
             stream.thread_type = "AUTO"
         # One per output format: each keeps its scaler context from frame to frame.
         to_gray, to_bgr = VideoReformatter(), VideoReformatter()
-        packets = video_packets(container, spec, loop=loop) if (spec.live or loop) else container.demux(stream)
+        packets = video_packets(container, spec, loop, read_timeout) if (spec.live or loop) else container.demux(stream)
         step = 1.0 / fps
         next_t: float | None = None
         first: float | None = None

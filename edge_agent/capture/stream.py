@@ -46,17 +46,39 @@ def describe_av_error(exc: BaseException) -> str:
     return str(message)
 
 
-def video_packets(container: Any, spec: StreamSpec, loop: bool) -> Iterator[Any]:
-    """Video packets; a file is paced to real time and, with `loop`, repeated forever."""
+def video_packets(container: Any, spec: StreamSpec, loop: bool, stall_seconds: float) -> Iterator[Any]:
+    """Video packets; a file is paced to real time and, with `loop`, repeated forever.
+
+    A live stream that delivers nothing for `stall_seconds` (the read timeout given to FFmpeg)
+    ends with StreamEnded.
+    """
     if spec.live:
-        return _live_packets(container, spec)
+        return _live_packets(container, spec, stall_seconds)
     return _file_packets(container, loop)
 
 
-def _live_packets(container: Any, spec: StreamSpec) -> Iterator[Any]:
+def _live_packets(container: Any, spec: StreamSpec, stall_seconds: float) -> Iterator[Any]:
+    # When a read fails (EOF, reset, timeout), FFmpeg's H.264/H.265 parser flushes the access unit
+    # it was assembling as an ordinary packet, complete or not: a camera that hung in the middle
+    # of a keyframe left SPS+PPS with no picture in the recording, which decoders reject. So every
+    # packet is held back until the next one proves the stream still flows, and the one in hand
+    # when the stream ends is dropped (one frame per outage).
+    # A flush after a timeout arrives one full read timeout after the demuxer was asked; that
+    # gap alone shows the camera hung, without waiting for FFmpeg's second timeout that precedes
+    # the error. The gap is timed inside the demux call only, so a slow consumer (an SD card
+    # stalling a write) is not mistaken for a silent camera.
+    clock = time.monotonic
+    held = None
+    asked = clock()
     for packet in container.demux(container.streams.video[0]):
+        waited = clock() - asked
+        if waited >= stall_seconds:
+            raise StreamEnded(f"{spec.display}: no data for {waited:.0f} s")
         if packet.size:  # size 0: the demuxer's flush packet
-            yield packet
+            if held is not None:
+                yield held
+            held = packet
+        asked = clock()
     raise StreamEnded(f"{spec.display}: stream ended")
 
 
