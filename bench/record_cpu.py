@@ -792,10 +792,41 @@ def fmt(value: float, digits: int = 1) -> str:
     return "n/a" if value != value else f"{value:,.{digits}f}"  # NaN check
 
 
+SUMMED_FIELDS = (
+    "window_s", "run_wall_s", "cpu_window_s", "cpu_window_ticks_s", "cpu_total_s", "server_cpu_window_s",
+    "recorded_s", "recorded_window_s", "video_bytes", "segments", "write_bytes", "cancelled_write_bytes",
+    "wchar", "log_bytes", "window_write_bytes", "window_wchar", "window_log_bytes", "window_video_bytes",
+    "shutdown_nonvideo_bytes",
+)  # fmt: skip
+
+
+def pool(runs: list[Run]) -> Run:
+    """Several runs of one tool as one: time, CPU and bytes summed, so every ratio is the pooled
+    one (total CPU / total camera-hours); peak memory is the largest, busy % the mean."""
+    if len(runs) == 1:
+        return runs[0]
+    pooled = Run(runs[0].tool, runs[0].cameras)
+    for name in SUMMED_FIELDS:
+        setattr(pooled, name, sum(getattr(r, name) for r in runs))
+    pooled.peak_rss_mib = max(r.peak_rss_mib for r in runs)
+    pooled.machine_busy_pct = sum(r.machine_busy_pct for r in runs) / len(runs)
+    pooled.problems = [p for r in runs for p in r.problems]
+    return pooled
+
+
+def cpu_ratio(ours: Run, ff: Run) -> float:
+    return ours.cpu_per_cam_hour / ff.cpu_per_cam_hour if ff.cpu_per_cam_hour else float("nan")
+
+
+def repeat_row(ours: list[Run], ff: list[Run]) -> Row:
+    ratios = ", ".join(f"{fmt(cpu_ratio(o, f), 2)}x" for o, f in zip(ours, ff, strict=True))
+    return Row(ours[0].cameras, f"CPU ratio of each of the {len(ours)} repeats", ratios, "", "", "", "info")
+
+
 def summarise(ours: Run, ff: Run) -> list[Row]:
     n = ours.cameras
     rows = []
-    ratio = ours.cpu_per_cam_hour / ff.cpu_per_cam_hour if ff.cpu_per_cam_hour else float("nan")
+    ratio = cpu_ratio(ours, ff)
     rows.append(
         Row(
             n,
@@ -978,7 +1009,7 @@ def write_results(args: argparse.Namespace, env: dict[str, Any], video: Path, ru
     text = "\n".join(lines) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "record_cpu.md").write_text(text, encoding="utf-8")
-    data = {
+    data: dict[str, Any] = {
         "time": now,
         "command": sys.argv,
         "args": vars(args),
@@ -1000,8 +1031,8 @@ def write_results(args: argparse.Namespace, env: dict[str, Any], video: Path, ru
         "table": [asdict(r) for r in rows],
         "runs": [r.as_dict() for r in runs],
     }
-    for run in data["runs"]:
-        run["index"].pop("paths", None)
+    for run_data in data["runs"]:
+        run_data["index"].pop("paths", None)
     (RESULTS / "record_cpu.json").write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
     return text
 
@@ -1032,7 +1063,16 @@ def main() -> int:
         help="Agent code to measure: worktree (default: the checkout, as installed in .venv) or a git "
         "commit (e.g. HEAD), exported read-only to bench/work/code/.",
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="Runs per camera count and tool, alternating which goes first; the table pools them "
+        "(default 1). One camera's ratio scatters by about 7 %% run to run on a 2-core VM.",
+    )
     args = parser.parse_args()
+    if not 1 <= args.repeats <= 20:
+        parser.error("--repeats must be 1..20")
     if args.seconds < 10 or args.seconds > 3600 or args.warmup < 1 or args.warmup > 60:
         parser.error("--seconds must be 10..3600 and --warmup 1..60")
     if shutil.which(args.ffmpeg) is None:
@@ -1058,25 +1098,33 @@ def main() -> int:
     rows: list[Row] = []
     try:
         for n in args.cameras:
-            pair: dict[str, Run] = {}
-            for tool in ("ours", "ffmpeg"):
-                work = WORK / "runs" / f"n{n}" / tool
-                shutil.rmtree(work, ignore_errors=True)
-                work.mkdir(parents=True)
-                os.sync()  # the previous run's dirty pages must not be written back during this one
-                time.sleep(1)
-                log(f"{n} camera(s), {tool}: {args.warmup + args.seconds:.0f} s ...")
-                if tool == "ours":
-                    run = run_ours(n, video, work, args.warmup, args.seconds, code)
-                else:
-                    run = run_ffmpeg(n, video, work, args.warmup, args.seconds, args.ffmpeg)
-                log(
-                    f"  CPU {run.cpu_window_s:.2f} s in {run.window_s:.1f} s, {run.recorded_s:.1f} video s, "
-                    f"peak RSS {run.peak_rss_mib:.1f} MiB, {len(run.problems)} problem(s)"
-                )
-                runs.append(run)
-                pair[tool] = run
-            rows += summarise(pair["ours"], pair["ffmpeg"])
+            pairs: dict[str, list[Run]] = {"ours": [], "ffmpeg": []}
+            for repeat in range(args.repeats):
+                # Alternate who goes first, so a drift in the machine's load falls on both alike.
+                order = ("ours", "ffmpeg") if repeat % 2 == 0 else ("ffmpeg", "ours")
+                for tool in order:
+                    work = WORK / "runs" / f"n{n}" / tool
+                    shutil.rmtree(work, ignore_errors=True)
+                    work.mkdir(parents=True)
+                    os.sync()  # the previous run's dirty pages must not be written back during this one
+                    time.sleep(1)
+                    log(
+                        f"{n} camera(s), {tool}, repeat {repeat + 1}/{args.repeats}: "
+                        f"{args.warmup + args.seconds:.0f} s ..."
+                    )
+                    if tool == "ours":
+                        run = run_ours(n, video, work, args.warmup, args.seconds, code)
+                    else:
+                        run = run_ffmpeg(n, video, work, args.warmup, args.seconds, args.ffmpeg)
+                    log(
+                        f"  CPU {run.cpu_window_s:.2f} s in {run.window_s:.1f} s, {run.recorded_s:.1f} video s, "
+                        f"peak RSS {run.peak_rss_mib:.1f} MiB, {len(run.problems)} problem(s)"
+                    )
+                    runs.append(run)
+                    pairs[tool].append(run)
+            rows += summarise(pool(pairs["ours"]), pool(pairs["ffmpeg"]))
+            if args.repeats > 1:
+                rows.append(repeat_row(pairs["ours"], pairs["ffmpeg"]))
     finally:
         Child.kill_all()
     text = write_results(args, env, video, runs, rows)
