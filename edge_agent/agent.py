@@ -77,6 +77,8 @@ class Agent:
             min_free_gb=config.storage.min_free_gb,
             min_free_percent=config.storage.min_free_percent,
             default_days=config.defaults.record.retain_days,
+            events=self.events,
+            events_wait_for_hub=config.mqtt.enabled,
         )
         self.workers: list[CameraWorker] = []
         self.analysis: dict[str, AnalysisWorker] = {}
@@ -225,6 +227,8 @@ class Agent:
                 "aged_out": self.retention.total.aged_out,
                 "evicted_for_space": self.retention.total.evicted_for_space,
                 "floor_unmet": self.retention.total.floor_unmet,
+                "snapshot_days": self.retention.total.snapshot_days,
+                "events_pruned": self.retention.total.events_pruned,
             },
             "index_pending": self.index.pending,
             "link": None

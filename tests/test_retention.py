@@ -8,8 +8,14 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from edge_agent.detectors.base import Box
+from edge_agent.events.ids import new_event_id
+from edge_agent.events.person import PersonEvent, Snapshot
+from edge_agent.events.snapshots import write_snapshot
+from edge_agent.events.store import EventStore, LocalEvent
 from edge_agent.record import segment as segment_module
 from edge_agent.record.index import SegmentIndex
 from edge_agent.record.recorder import SegmentRecorder
@@ -183,3 +189,47 @@ def test_real_full_filesystem_never_crashes_the_agent(tiny_fs: Path, h264_file: 
     oldest = min(s.start for s in index.segments("cam", 0, 4e9))
     assert newest - oldest < 29
     print(iso(oldest), iso(newest))
+
+
+def person_event(store: EventStore, root: Path, camera: str, start: float) -> PersonEvent:
+    """A person event as analysis leaves it: a row in events.db and its two snapshot JPEGs."""
+    frame = np.full((180, 320, 3), 90, np.uint8)
+    event = PersonEvent(new_event_id(start), camera, None, start, start + 5, "test", end=start + 5)
+    event.snapshot = Snapshot(0.9, start + 1, Box(100, 40, 160, 170), frame)
+    write_snapshot(root, event)
+    store.save(LocalEvent(event.id, "person", camera, start, {}))
+    store.mark_sent(event.id)
+    return event
+
+
+def test_snapshots_and_events_age_out_with_their_camera_but_not_under_a_hold(tmp_path: Path) -> None:
+    root = tmp_path / "rec"
+    index, store = SegmentIndex(root), EventStore(root)
+    old = {cam: [person_event(store, root, cam, START - d * DAY) for d in (10, 9)] for cam in ("shop", "lane")}
+    recent = [person_event(store, root, cam, START - 2 * DAY) for cam in ("shop", "lane")]
+    unsent = store.record("camera_offline", "shop", START - 9 * DAY)  # never reached the hub
+    store.mark_sent(store.record("camera_offline", "shop", START - 10 * DAY - 60).id)
+    index.add_hold("lane", START - 9 * DAY - 1, START - 9 * DAY + 2, "case 2026-118")
+
+    retention = Retention(root, index, {"shop": 7, "lane": 3}, min_free_gb=0, min_free_percent=0, events=store)
+    report = retention.enforce(now=START)
+
+    def has_snapshot(event: PersonEvent) -> bool:
+        return any((root / "snapshots" / event.camera).rglob(f"{event.id}*.jpg"))
+
+    gone = [*old["shop"], old["lane"][0]]
+    kept = [old["lane"][1], *recent]  # lane's 9-day-old event is on hold
+    assert [has_snapshot(e) for e in gone] == [False] * 3
+    assert [has_snapshot(e) for e in kept] == [True] * 3
+    assert {e.id for e in store.list()} == {e.id for e in kept} | {unsent.id}
+    assert (report.snapshot_days, report.events_pruned) == (3, 4)
+    # The emptied day directories went too: shop has only the recent day left.
+    assert [d.name for d in (root / "snapshots" / "shop").iterdir()] == [iso(START - 2 * DAY)[:10]]
+    # Nothing left to do: a second pass removes nothing.
+    assert retention.enforce(now=START).events_pruned == 0
+    # A stand-alone box (no MQTT link) never gets confirmations: its old events go unconfirmed.
+    standalone = Retention(
+        root, index, {"shop": 7}, min_free_gb=0, min_free_percent=0, events=store, events_wait_for_hub=False
+    )
+    assert standalone.enforce(now=START).events_pruned == 1
+    assert unsent.id not in {e.id for e in store.list()}

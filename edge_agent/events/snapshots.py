@@ -13,6 +13,7 @@ import numpy as np
 from edge_agent.events.person import PersonEvent
 
 JPEG_QUALITY = 85
+SNAPSHOTS_DIR = "snapshots"  # <root>/snapshots/<camera>/<YYYY-MM-DD>/<event id>[-crop].jpg
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ def write_snapshot(root: Path, event: PersonEvent) -> SnapshotFiles | None:
     if snap is None:
         return None
     day = datetime.fromtimestamp(event.start, UTC).strftime("%Y-%m-%d")
-    rel_dir = Path("snapshots") / event.camera / day
+    rel_dir = Path(SNAPSHOTS_DIR) / event.camera / day
     (root / rel_dir).mkdir(parents=True, exist_ok=True)
     frame = snap.frame.copy()
     h, w = frame.shape[:2]
@@ -60,3 +61,28 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data.tobytes())
     os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class SnapshotDay:
+    camera: str
+    start: float  # 00:00 UTC of the day, as a Unix time
+    path: Path
+
+    @property
+    def end(self) -> float:
+        return self.start + 86400
+
+
+def snapshot_days(root: Path) -> list[SnapshotDay]:
+    """Every camera's snapshot day directories, oldest first; names that are not dates are skipped."""
+    days = []
+    base = root / SNAPSHOTS_DIR
+    for camera_dir in sorted(base.iterdir()) if base.is_dir() else []:
+        for day_dir in sorted(camera_dir.iterdir()) if camera_dir.is_dir() else []:
+            try:
+                start = datetime.strptime(day_dir.name, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+            except ValueError:
+                continue
+            days.append(SnapshotDay(camera_dir.name, start, day_dir))
+    return sorted(days, key=lambda d: d.start)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,24 @@ class EventStore:
                 LocalEvent(r["id"], r["kind"], r["camera"], r["time"], json.loads(r["detail"] or "{}"))
                 for r in self.db.query(sql, args)
             ]
+
+    def cameras(self) -> set[str | None]:
+        with self._lock:
+            return {r["camera"] for r in self.db.query("select distinct camera from events")}
+
+    def prune(
+        self, camera: str | None, before: float, keep: Sequence[tuple[float, float]], only_sent: bool = True
+    ) -> int:
+        """Delete the camera's events older than `before`, except those inside a `keep` window
+        (legal holds) and, with `only_sent`, those the hub has not confirmed yet. None: the
+        agent's own events (no camera)."""
+        sql = "delete from events where time < ? and camera is ?" + (" and sent = 1" if only_sent else "")
+        args: list[Any] = [before, camera]
+        for start, end in keep:
+            sql += " and not (time >= ? and time <= ?)"
+            args += [start, end]
+        with self._lock, self.db.conn:
+            return self.db.execute(sql, args).rowcount
 
     def close(self) -> None:
         self.db.conn.close()

@@ -3,6 +3,11 @@
 Two rules, whichever bites first: a per-camera age limit (7 days by default) and a storage
 floor (keep at least `min_free_gb` and `min_free_percent` free). Both delete oldest first and
 never touch a segment that a legal hold covers.
+
+The age limit also covers what the camera's events left behind: snapshot day directories
+whose whole day is past it (unless a hold overlaps the day), and event rows the hub already
+has (unless a hold covers their time). Without it they would fill the disk a few MB a day,
+long after the video they illustrate is gone.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.events.snapshots import snapshot_days
+from edge_agent.events.store import EventStore
 from edge_agent.record.index import SegmentIndex
 from edge_agent.record.segment import Segment
 
@@ -35,6 +42,8 @@ class RetentionReport:
     evicted_for_space: int = 0
     bytes_freed: int = 0
     floor_unmet: bool = False
+    snapshot_days: int = 0  # snapshot day directories removed
+    events_pruned: int = 0
 
 
 def disk_usage(path: Path) -> DiskUsage:
@@ -52,9 +61,14 @@ class Retention:
         min_free_percent: float,
         usage: Callable[[Path], DiskUsage] = disk_usage,
         default_days: float = 7.0,
+        events: EventStore | None = None,
+        events_wait_for_hub: bool = True,
     ) -> None:
         self.root = root
         self.index = index
+        self.events = events
+        # A box with no MQTT link never gets confirmations: its events age out unconfirmed.
+        self.events_wait_for_hub = events_wait_for_hub
         self.retain_days = retain_days
         self.min_free_gb = min_free_gb
         self.min_free_percent = min_free_percent
@@ -88,8 +102,7 @@ class Retention:
     def _age_out(self, now: float, report: RetentionReport) -> None:
         cameras = set(self.index.cameras()) | set(self.retain_days)
         for camera in sorted(cameras):
-            days = self.retain_days.get(camera, self.default_days)
-            cutoff = now - days * 86400
+            cutoff = self.cutoff(camera, now)
             while True:
                 batch = self.index.oldest_unheld(BATCH, camera=camera, before=cutoff)
                 if not batch:
@@ -98,6 +111,41 @@ class Retention:
                 report.bytes_freed += self._delete(batch)
                 if len(batch) < BATCH:
                     break
+        self._age_out_snapshots(now, report)
+        self._age_out_events(now, report)
+
+    def cutoff(self, camera: str | None, now: float) -> float:
+        days = self.retain_days.get(camera, self.default_days) if camera is not None else self.default_days
+        return now - days * 86400
+
+    def _hold_windows(self, camera: str | None) -> list[tuple[float, float]]:
+        holds = self.index.holds(camera) if camera is not None else self.index.holds()
+        return [(h.start, h.end) for h in holds]
+
+    def _age_out_snapshots(self, now: float, report: RetentionReport) -> None:
+        for day in snapshot_days(self.root):
+            if day.end > self.cutoff(day.camera, now):
+                continue
+            if any(start < day.end and end > day.start for start, end in self._hold_windows(day.camera)):
+                continue
+            try:
+                for path in day.path.iterdir():
+                    size = path.stat().st_size
+                    path.unlink()
+                    report.bytes_freed += size
+                day.path.rmdir()
+            except OSError as exc:  # a stray subdirectory, permissions: say so, keep retaining
+                log.warning("retention: cannot remove snapshots %s: %s", day.path, exc)
+                continue
+            report.snapshot_days += 1
+
+    def _age_out_events(self, now: float, report: RetentionReport) -> None:
+        if self.events is None:
+            return
+        for camera in self.events.cameras():
+            report.events_pruned += self.events.prune(
+                camera, self.cutoff(camera, now), self._hold_windows(camera), only_sent=self.events_wait_for_hub
+            )
 
     def _keep_floor(self, report: RetentionReport, extra: int, at_least_one: bool = False) -> None:
         usage = self.usage(self.root)
@@ -140,16 +188,21 @@ class Retention:
         return freed
 
     def _add(self, report: RetentionReport) -> None:
-        if report.aged_out or report.evicted_for_space:
+        if report.aged_out or report.evicted_for_space or report.snapshot_days or report.events_pruned:
             log.info(
-                "retention: %d segments aged out, %d evicted for space, %.1f MB freed",
+                "retention: %d segments aged out, %d evicted for space, %d snapshot days and %d events "
+                "aged out, %.1f MB freed",
                 report.aged_out,
                 report.evicted_for_space,
+                report.snapshot_days,
+                report.events_pruned,
                 report.bytes_freed / 1e6,
             )
         self.total.aged_out += report.aged_out
         self.total.evicted_for_space += report.evicted_for_space
         self.total.bytes_freed += report.bytes_freed
+        self.total.snapshot_days += report.snapshot_days
+        self.total.events_pruned += report.events_pruned
         self.total.floor_unmet = report.floor_unmet
 
 
