@@ -102,6 +102,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
     return predicate()
 
 
+def log_count(path: Path, text: str) -> int:
+    """How many times `text` is in a process's log file so far (0 before the file exists)."""
+    return path.read_text(errors="replace").count(text) if path.exists() else 0
+
+
+HUB_SUBSCRIBED = "subscribed to "  # the hub's log line once its MQTT subscriptions are in place
+
+
 def ffprobe_packets(path: Path) -> int:
     assert shutil.which("ffprobe"), "ffprobe (Debian ffmpeg) is needed"
     out = subprocess.run(

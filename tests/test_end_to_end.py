@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from edge_agent.agent import Agent
 from edge_agent.config import parse_config
 from edge_agent.events.ids import new_event_id
 from edge_agent.events.store import LocalEvent
-from tests.conftest import agent_cmd, free_port, wait_for
+from tests.conftest import HUB_SUBSCRIBED, agent_cmd, free_port, log_count, wait_for
 from tests.support.brokers import Broker
 
 
@@ -43,7 +44,9 @@ def hub_devices(cfg: Path) -> list[dict[str, object]]:
 def test_agent_events_and_test_alarms_reach_the_hub(broker: Broker, tmp_path: Path, h264_file: Path) -> None:
     hub_cfg = tmp_path / "hub.yaml"
     hub_cfg.write_text(f"data_dir: {tmp_path / 'hub'}\nmqtt: {{url: '{broker.url()}', protocol: {broker.protocol}}}\n")
-    hub = subprocess.Popen(hub_cmd("run", "--config", str(hub_cfg)), stderr=subprocess.PIPE, text=True)
+    hub_log = tmp_path / "hub.log"
+    with hub_log.open("ab") as log:
+        hub = subprocess.Popen(hub_cmd("run", "--config", str(hub_cfg)), stderr=log)
     root = tmp_path / "rec"
     agent_cfg = tmp_path / "agent.yaml"
     agent_cfg.write_text(
@@ -56,7 +59,7 @@ def test_agent_events_and_test_alarms_reach_the_hub(broker: Broker, tmp_path: Pa
     )
     agent = Agent(parse_config(agent_cfg.read_text()))
     try:
-        _run_scenario(agent, agent_cfg, hub_cfg, broker)
+        _run_scenario(agent, agent_cfg, hub_cfg, hub_log, broker)
     finally:
         if hub.poll() is None:
             hub.terminate()
@@ -64,9 +67,10 @@ def test_agent_events_and_test_alarms_reach_the_hub(broker: Broker, tmp_path: Pa
     assert hub.returncode == 0
 
 
-def _run_scenario(agent: Agent, agent_cfg: Path, hub_cfg: Path, broker: Broker) -> None:
+def _run_scenario(agent: Agent, agent_cfg: Path, hub_cfg: Path, hub_log: Path, broker: Broker) -> None:
     try:
-        time.sleep(1.0)  # the hub subscribes before the agent's first event
+        # The hub subscribes before the agent's first event.
+        assert wait_for(lambda: log_count(hub_log, HUB_SUBSCRIBED) == 1, timeout=60)
         agent.start()
         assert agent.link.wait_connected(20)
         # An installer proves the site works while the agent runs: through the agent's session.
@@ -93,11 +97,13 @@ def _run_scenario(agent: Agent, agent_cfg: Path, hub_cfg: Path, broker: Broker) 
             except ValueError:
                 other.append((m.topic, m.payload))
 
+        subscribed = threading.Event()
         client.on_message = on_message
+        client.on_subscribe = lambda *_: subscribed.set()
         client.connect("127.0.0.1", broker.port)
         client.loop_start()
         client.subscribe(topic("lianhe", "shop-12", "reply"), qos=1)
-        time.sleep(0.5)
+        assert subscribed.wait(20)  # the broker's SUBACK: replies from now on reach us
         # A hostile command is dropped without a reply and without hurting the agent.
         client.publish(topic("lianhe", "shop-12", "cmd", "ping"), b'{"v": 1, "id": ' + b"9" * 5000, qos=1)
         client.publish(topic("lianhe", "shop-12", "cmd", "reboot"), encode(Command(id="c-0", time=time.time())), qos=1)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from edge_agent.events.ids import new_event_id
-from tests.conftest import wait_for
+from tests.conftest import HUB_SUBSCRIBED, log_count, wait_for
 from tests.support.brokers import Broker
 
 RATE = 20.0
@@ -34,9 +34,10 @@ def test_broker_outage_agent_kill_and_hub_kill_lose_nothing(mosquitto: Broker, t
     hub_cfg = tmp_path / "hub.yaml"
     hub_cfg.write_text(f"data_dir: {tmp_path / 'hub'}\nmqtt: {{url: '{mosquitto.url()}', protocol: v5}}\n")
     hub_db = tmp_path / "hub" / "hub.db"
+    hub_log = tmp_path / "hub.log"
 
     def start_hub() -> subprocess.Popen[bytes]:
-        log = open(tmp_path / "hub.log", "ab")  # noqa: SIM115 - owned by the process
+        log = open(hub_log, "ab")  # noqa: SIM115 - owned by the process
         return subprocess.Popen([sys.executable, "-m", "hub", "run", "--config", str(hub_cfg)], stderr=log)
 
     def start_agent() -> subprocess.Popen[bytes]:
@@ -69,7 +70,8 @@ def test_broker_outage_agent_kill_and_hub_kill_lose_nothing(mosquitto: Broker, t
         return int(progress.read_text() or 0) if progress.exists() else 0
 
     hub = start_hub()
-    time.sleep(1.5)  # the hub's persistent session exists before the first event
+    # The hub's persistent session exists before the first event.
+    assert wait_for(lambda: log_count(hub_log, HUB_SUBSCRIBED) == 1, timeout=60)
     agent = start_agent()
     try:
         assert wait_for(lambda: len(hub_ids(hub_db)) >= 40, timeout=30)
