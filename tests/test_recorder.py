@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -98,3 +100,31 @@ def test_each_finished_fragment_is_on_disk_before_the_segment_closes(tmp_path: P
         assert len(readable) == 45
         assert [bytes(p) for p in readable] == [bytes(p) for p in packets[:45]]
         writer.abandon()
+
+
+def test_a_record_only_agent_never_loads_opencv(tmp_path: Path, h264_file: Path) -> None:
+    """A village box has 1 GB of RAM: recording, retention and the MQTT link run without OpenCV
+    or a detector (16 MiB and more of resident memory); they load only when a camera analyses."""
+    script = f"""
+import sys, time
+from edge_agent.agent import Agent
+from edge_agent.config import parse_config
+agent = Agent(parse_config('''
+storage: {{root: {tmp_path / "rec"}, index_flush_seconds: 1, retention_interval_seconds: 1}}
+mqtt: {{enabled: false}}
+cameras:
+  hall: {{source: {h264_file}, detect: {{enabled: false}}}}
+'''))
+agent.start()
+deadline = time.monotonic() + 60
+while agent.workers[0].status.segments < 1 and time.monotonic() < deadline:
+    time.sleep(0.2)
+time.sleep(1.5)  # at least one retention pass
+agent.shutdown()
+print(agent.workers[0].status.segments, sorted(m for m in ("cv2", "onnxruntime") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    segments, loaded = out.stdout.split(maxsplit=1)
+    assert int(segments) >= 1
+    assert loaded.strip() == "[]"

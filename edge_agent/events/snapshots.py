@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge_agent.events.person import PersonEvent
+from edge_agent.events.snapshot_layout import snapshot_dir
 
 JPEG_QUALITY = 85
-SNAPSHOTS_DIR = "snapshots"  # <root>/snapshots/<camera>/<YYYY-MM-DD>/<event id>[-crop].jpg
 
 
 @dataclass(frozen=True)
@@ -26,8 +25,7 @@ def write_snapshot(root: Path, event: PersonEvent) -> SnapshotFiles | None:
     snap = event.snapshot
     if snap is None:
         return None
-    day = datetime.fromtimestamp(event.start, UTC).strftime("%Y-%m-%d")
-    rel_dir = Path(SNAPSHOTS_DIR) / event.camera / day
+    rel_dir = snapshot_dir(event.camera, event.start)
     (root / rel_dir).mkdir(parents=True, exist_ok=True)
     frame = snap.frame.copy()
     h, w = frame.shape[:2]
@@ -62,27 +60,3 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
     tmp.write_bytes(data.tobytes())
     os.replace(tmp, path)
 
-
-@dataclass(frozen=True)
-class SnapshotDay:
-    camera: str
-    start: float  # 00:00 UTC of the day, as a Unix time
-    path: Path
-
-    @property
-    def end(self) -> float:
-        return self.start + 86400
-
-
-def snapshot_days(root: Path) -> list[SnapshotDay]:
-    """Every camera's snapshot day directories, oldest first; names that are not dates are skipped."""
-    days = []
-    base = root / SNAPSHOTS_DIR
-    for camera_dir in sorted(base.iterdir()) if base.is_dir() else []:
-        for day_dir in sorted(camera_dir.iterdir()) if camera_dir.is_dir() else []:
-            try:
-                start = datetime.strptime(day_dir.name, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
-            except ValueError:
-                continue
-            days.append(SnapshotDay(camera_dir.name, start, day_dir))
-    return sorted(days, key=lambda d: d.start)

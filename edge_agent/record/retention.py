@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.events.snapshots import snapshot_days
+from edge_agent.events.snapshot_layout import snapshot_days
 from edge_agent.events.store import EventStore
 from edge_agent.record.index import SegmentIndex
 from edge_agent.record.segment import Segment
