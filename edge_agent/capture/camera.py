@@ -116,7 +116,8 @@ class CameraWorker(threading.Thread):
             feed = self.recorder.feed if self.recorder is not None else None
             last_arrival: float | None = None
             window_start, window_packets = now(), 0
-            for packet in video_packets(container, spec, True, self.config.reconnect.read_timeout_seconds):
+            read_timeout = self.config.reconnect.read_timeout_seconds
+            for packet in video_packets(container, spec, True, read_timeout, complete_only=True):
                 if stopping():
                     break
                 arrival = now()

@@ -46,23 +46,27 @@ def describe_av_error(exc: BaseException) -> str:
     return str(message)
 
 
-def video_packets(container: Any, spec: StreamSpec, loop: bool, stall_seconds: float) -> Iterator[Any]:
+def video_packets(
+    container: Any, spec: StreamSpec, loop: bool, stall_seconds: float, complete_only: bool = False
+) -> Iterator[Any]:
     """Video packets; a file is paced to real time and, with `loop`, repeated forever.
 
     A live stream that delivers nothing for `stall_seconds` (the read timeout given to FFmpeg)
-    ends with StreamEnded.
+    ends with StreamEnded. `complete_only` (for recording) drops the possibly partial packet a
+    live stream ends with, at the cost of handing each packet on one frame later.
     """
     if spec.live:
-        return _live_packets(container, spec, stall_seconds)
+        return _live_packets(container, spec, stall_seconds, complete_only)
     return _file_packets(container, loop)
 
 
-def _live_packets(container: Any, spec: StreamSpec, stall_seconds: float) -> Iterator[Any]:
+def _live_packets(container: Any, spec: StreamSpec, stall_seconds: float, complete_only: bool) -> Iterator[Any]:
     # When a read fails (EOF, reset, timeout), FFmpeg's H.264/H.265 parser flushes the access unit
     # it was assembling as an ordinary packet, complete or not: a camera that hung in the middle
-    # of a keyframe left SPS+PPS with no picture in the recording, which decoders reject. So every
-    # packet is held back until the next one proves the stream still flows, and the one in hand
-    # when the stream ends is dropped (one frame per outage).
+    # of a keyframe left SPS+PPS with no picture in the recording, which decoders reject. So for
+    # the recorder every packet is held back until the next one proves the stream still flows,
+    # and the one in hand when the stream ends is dropped (one frame per outage). Analysis skips
+    # the hold (a frame of alert latency): a partial last frame only fails to decode.
     # A flush after a timeout arrives one full read timeout after the demuxer was asked; that
     # gap alone shows the camera hung, without waiting for FFmpeg's second timeout that precedes
     # the error. The gap is timed inside the demux call only, so a slow consumer (an SD card
@@ -75,9 +79,12 @@ def _live_packets(container: Any, spec: StreamSpec, stall_seconds: float) -> Ite
         if waited >= stall_seconds:
             raise StreamEnded(f"{spec.display}: no data for {waited:.0f} s")
         if packet.size:  # size 0: the demuxer's flush packet
-            if held is not None:
-                yield held
-            held = packet
+            if not complete_only:
+                yield packet
+            else:
+                if held is not None:
+                    yield held
+                held = packet
         asked = clock()
     raise StreamEnded(f"{spec.display}: stream ended")
 
