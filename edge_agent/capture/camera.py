@@ -29,6 +29,10 @@ from edge_agent.config.schema import CameraConfig
 from edge_agent.events.store import EventStore
 from edge_agent.record.recorder import SegmentRecorder, UnsupportedCodec
 
+# How long a live camera's packets may gather in the socket before the recorder reads them
+# (see capture.stream._live_packets); it bounds how late a segment's first packet is stamped.
+READ_BATCH_SECONDS = 0.2
+
 log = logging.getLogger(__name__)
 
 
@@ -117,7 +121,7 @@ class CameraWorker(threading.Thread):
             last_arrival: float | None = None
             window_start, window_packets = now(), 0
             read_timeout = self.config.reconnect.read_timeout_seconds
-            for packet in video_packets(container, spec, True, read_timeout, complete_only=True):
+            for packet in video_packets(container, spec, True, read_timeout, True, READ_BATCH_SECONDS):
                 if stopping():
                     break
                 arrival = now()
