@@ -3,12 +3,14 @@ and one bad camera never stopping the others."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from edge_agent.agent import Agent
+from edge_agent.capture.stream import open_stream
 from edge_agent.config import parse_config
 from edge_agent.record.index import SegmentIndex
 from tests.conftest import RtspServer, ffmpeg_decodes, free_port, wait_for
@@ -204,3 +206,44 @@ def test_a_slow_consumer_is_not_mistaken_for_a_silent_camera(
     finally:
         container.close()
     assert received == 20
+
+
+def test_a_caught_up_recorder_reads_the_camera_in_bursts_and_loses_nothing(
+    long_h264_file: Path, rtsp_server: Callable[..., RtspServer]
+) -> None:
+    """With batch_seconds the reader sleeps once it is at the live edge, and the frames that
+    gathered in the socket meanwhile come out back to back, every one of them, in order."""
+    import time
+
+    from edge_agent.capture.sources import StreamSpec
+    from edge_agent.capture.stream import video_packets
+
+    server = rtsp_server({"/cam": long_h264_file})
+    spec = StreamSpec("rtsp", server.url("/cam"), server.url("/cam"), {"rtsp_transport": "tcp", "timeout": "5000000"})
+
+    def arrivals(batch_seconds: float) -> tuple[list[float], list[int]]:
+        container = open_stream(spec, 5.0, 5.0)
+        times: list[float] = []
+        pts: list[int] = []
+        try:
+            for packet in video_packets(container, spec, False, 5.0, True, batch_seconds):
+                times.append(time.monotonic())
+                pts.append(packet.pts)
+                if len(times) == 60:  # 6 s at 10 fps
+                    break
+        finally:
+            container.close()
+        return times, pts
+
+    def back_to_back(times: list[float]) -> float:
+        # Past the server's start-up burst (it sends its first 2-3 s of video at once).
+        gaps = [b - a for a, b in itertools.pairwise(times[30:])]
+        return sum(g < 0.03 for g in gaps) / len(gaps)
+
+    batched, batched_pts = arrivals(0.5)
+    steady, _ = arrivals(0.0)
+    assert back_to_back(batched) >= 0.5  # about 4 of every 6 frames wait in the socket
+    assert back_to_back(steady) < 0.5  # one wake-up per frame, 0.1 s apart
+    # Every frame, in order (the first has no timestamp yet: the recorder's sanitizer fills it).
+    steps = {b - a for a, b in itertools.pairwise(batched_pts[1:])}
+    assert len(steps) == 1 and steps.pop() > 0
