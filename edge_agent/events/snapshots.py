@@ -59,4 +59,3 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data.tobytes())
     os.replace(tmp, path)
-

@@ -118,15 +118,20 @@ class Retention:
         days = self.retain_days.get(camera, self.default_days) if camera is not None else self.default_days
         return now - days * 86400
 
-    def _hold_windows(self, camera: str | None) -> list[tuple[float, float]]:
-        holds = self.index.holds(camera) if camera is not None else self.index.holds()
-        return [(h.start, h.end) for h in holds]
+    def _hold_windows(self) -> dict[str | None, list[tuple[float, float]]]:
+        """Hold windows per camera; under None every hold (the agent's own events have no camera)."""
+        windows: dict[str | None, list[tuple[float, float]]] = {None: []}
+        for hold in self.index.holds():
+            windows.setdefault(hold.camera, []).append((hold.start, hold.end))
+            windows[None].append((hold.start, hold.end))
+        return windows
 
     def _age_out_snapshots(self, now: float, report: RetentionReport) -> None:
+        holds = self._hold_windows()
         for day in snapshot_days(self.root):
             if day.end > self.cutoff(day.camera, now):
                 continue
-            if any(start < day.end and end > day.start for start, end in self._hold_windows(day.camera)):
+            if any(start < day.end and end > day.start for start, end in holds.get(day.camera, [])):
                 continue
             try:
                 for path in day.path.iterdir():
@@ -142,9 +147,10 @@ class Retention:
     def _age_out_events(self, now: float, report: RetentionReport) -> None:
         if self.events is None:
             return
+        holds = self._hold_windows()
         for camera in self.events.cameras():
             report.events_pruned += self.events.prune(
-                camera, self.cutoff(camera, now), self._hold_windows(camera), only_sent=self.events_wait_for_hub
+                camera, self.cutoff(camera, now), holds.get(camera, []), only_sent=self.events_wait_for_hub
             )
 
     def _keep_floor(self, report: RetentionReport, extra: int, at_least_one: bool = False) -> None:
