@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from edge_agent.config.template import render_config
@@ -62,7 +65,7 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
         [sys.executable, "-m", "hub", "--log-level", "WARNING", "run", "--config", str(hub_config)],
         start_new_session=True,
     )
-    if not _wait_port(port, 30):
+    if not _wait_broker(port, 30):
         hub.terminate()
         print("the hub's embedded broker did not start; see its log above")
         return 1
@@ -115,12 +118,21 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
     return code
 
 
-def _wait_port(port: int, timeout: float) -> bool:
+def _wait_broker(port: int, timeout: float) -> bool:
+    """Until the broker answers an MQTT CONNECT. A bare TCP probe would do, but the embedded
+    broker logs a connection that sends nothing as an ERROR, the first line a user would see."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="diaolou-demo-probe")
+        try:
+            client.connect("127.0.0.1", port, keepalive=10)
+            client.loop(timeout=1.0)  # reads the CONNACK
+            answered = client.is_connected()
+            client.disconnect()  # sends DISCONNECT and closes the socket
+        except OSError:
+            answered = False
+        if answered:
+            return True
         time.sleep(0.1)
     return False
 
