@@ -211,8 +211,15 @@ def test_snapshots_and_events_age_out_with_their_camera_but_not_under_a_hold(tmp
     store.mark_sent(store.record("camera_offline", "shop", START - 10 * DAY - 60).id)
     index.add_hold("lane", START - 9 * DAY - 1, START - 9 * DAY + 2, "case 2026-118")
 
+    # What an installer might leave in there: a folder that is not a day, and a day holding a folder.
+    (root / "snapshots" / "shop" / "exported").mkdir()
+    stray_day = root / "snapshots" / "lane" / "2020-01-01"
+    (stray_day / "copies").mkdir(parents=True)
+
     retention = Retention(root, index, {"shop": 7, "lane": 3}, min_free_gb=0, min_free_percent=0, events=store)
     report = retention.enforce(now=START)
+    assert (root / "snapshots" / "shop" / "exported").is_dir()  # not a day: never touched
+    assert (stray_day / "copies").is_dir()  # cannot be emptied: skipped with a warning, the rest goes on
 
     def has_snapshot(event: PersonEvent) -> bool:
         return any((root / "snapshots" / event.camera).rglob(f"{event.id}*.jpg"))
@@ -223,8 +230,8 @@ def test_snapshots_and_events_age_out_with_their_camera_but_not_under_a_hold(tmp
     assert [has_snapshot(e) for e in kept] == [True] * 3
     assert {e.id for e in store.list()} == {e.id for e in kept} | {unsent.id}
     assert (report.snapshot_days, report.events_pruned) == (3, 4)
-    # The emptied day directories went too: shop has only the recent day left.
-    assert [d.name for d in (root / "snapshots" / "shop").iterdir()] == [iso(START - 2 * DAY)[:10]]
+    # The emptied day directories went too: shop has only the recent day left (and the stray folder).
+    assert sorted(d.name for d in (root / "snapshots" / "shop").iterdir()) == [iso(START - 2 * DAY)[:10], "exported"]
     # Nothing left to do: a second pass removes nothing.
     assert retention.enforce(now=START).events_pruned == 0
     # A stand-alone box (no MQTT link) never gets confirmations: its old events go unconfirmed.

@@ -121,7 +121,15 @@ class CameraWorker(threading.Thread):
             last_arrival: float | None = None
             window_start, window_packets = now(), 0
             read_timeout = self.config.reconnect.read_timeout_seconds
-            for packet in video_packets(container, spec, True, read_timeout, True, READ_BATCH_SECONDS):
+            packets = video_packets(
+                container,
+                spec,
+                loop=True,
+                stall_seconds=read_timeout,
+                complete_only=True,
+                batch_seconds=READ_BATCH_SECONDS,
+            )
+            for packet in packets:
                 if stopping():
                     break
                 arrival = now()
