@@ -21,9 +21,12 @@ from typing import Literal
 
 ROOT = "diaolou"
 VERSION = "v1"
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # the config's site/device/camera alphabet
-
-EVENT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # the snapshot topic's last level: the event's ULID
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"  # the config's site/device/camera alphabet
+NAME = re.compile(NAME_PATTERN)
+# An event's ULID (edge_agent.events.ids), also the snapshot topic's last level. 26 Crockford
+# base-32 digits carry 130 bits; a ULID is 128, so the first digit is at most 7.
+EVENT_ID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
+EVENT_ID = re.compile(EVENT_ID_PATTERN)
 
 Kind = Literal["status", "heartbeat", "event", "cmd", "reply", "snapshot"]
 KINDS: tuple[Kind, ...] = ("status", "heartbeat", "event", "cmd", "reply", "snapshot")

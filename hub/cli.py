@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from edge_agent.clikit import CommandError, Commands, root_parser, run
 from hub import __version__
 from hub.config import ConfigError, HubConfig, format_validation_error, load_hub_config, render_hub_config
+from hub.migrations import SchemaTooNew
 
 log = logging.getLogger("diaolou.hub")
 
@@ -30,7 +32,11 @@ log = logging.getLogger("diaolou.hub")
 def iso(t: float | None) -> str | None:
     if t is None:
         return None
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):
+        # A row stored before the contract bounded times: show the number, never stop the listing.
+        return f"{t!r} (not a date)"
 
 
 def _time(text: str) -> float:
@@ -48,8 +54,10 @@ def _open_db(config: HubConfig) -> Any:
 
     try:
         return HubDB(config.db_path, config.ingest.sqlite_synchronous, create=False)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, SchemaTooNew) as exc:
         raise CommandError(str(exc)) from None
+    except (OSError, sqlite3.DatabaseError) as exc:
+        raise CommandError(f"cannot open the hub database {config.db_path}: {exc}") from None
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -79,8 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        db = HubDB(config.db_path, config.ingest.sqlite_synchronous)
-    except (OSError, ValueError) as exc:
+        db = HubDB(config.db_path, config.ingest.sqlite_synchronous, max_dead_letters=config.limits.max_dead_letters)
+    except (OSError, ValueError, sqlite3.DatabaseError, SchemaTooNew) as exc:
         raise CommandError(f"cannot open the hub database {config.db_path}: {exc}") from None
     broker = None
     if config.embedded_broker.enabled:
@@ -204,6 +212,23 @@ def cmd_rejections(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    config = load_hub_config(args.config)
+    db = _open_db(config)
+    try:
+        rows = db.dead_letters(limit=args.limit)
+    finally:
+        db.close()
+    for r in rows:
+        r["received"], r["set_aside"] = iso(r["received"]), iso(r["set_aside"])
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        _table(rows, ["set_aside", "site", "device", "kind", "error", "message"])
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser, sub = root_parser("diaolou-hub", "Diaolou hub", __version__)
@@ -257,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("rejections", cmd_rejections, "Rejected messages counted per site, device and cause.")
     p.add_argument("--config", required=True)
+    p.add_argument("--json", action="store_true", help="One JSON object per line.")
+
+    p = command(
+        "dead-letters",
+        cmd_dead_letters,
+        "Messages that passed the contract but that the database refused, set aside with the reason (newest first).",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--limit", type=int, default=100, help="At most this many (default 100).")
     p.add_argument("--json", action="store_true", help="One JSON object per line.")
     return parser
 

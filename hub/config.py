@@ -138,6 +138,14 @@ class LimitsConfig(Strict):
         description="Distinct (site, device, cause) rejection counters kept; beyond this, rejections are "
         "counted under site and device '*' so a flood of invented names cannot grow the table without bound.",
     )
+    max_dead_letters: int = Field(
+        10_000,
+        ge=10,
+        le=1_000_000,
+        description="Messages that passed the contract but that the database refused are set aside in the "
+        "dead_letters table (see `diaolou-hub dead-letters`) so they never block other messages; the newest this "
+        "many are kept.",
+    )
 
 
 class HubConfig(Strict):

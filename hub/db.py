@@ -13,20 +13,27 @@ needs the current health, and trends belong in a metrics system.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from contract import Event, Heartbeat, Reply, Status
+from hub.migrations import migrate
 from hub.records import Record
 
 DB_FILE = "hub.db"
 BUSY_TIMEOUT_MS = 5000
+DEFAULT_MAX_DEAD_LETTERS = 10_000
+_MAX_TEXT = 2000  # a dead letter's message and error are kept truncated: they come from untrusted senders
+
+log = logging.getLogger("diaolou.hub.db")
 
 
 def _json(value: Any) -> str | None:
@@ -40,13 +47,19 @@ def _loads(value: str | None) -> Any:
 _UPSERT_SNAPSHOT = (
     "INSERT OR REPLACE INTO snapshots (site, device, event_id, path, bytes, received) VALUES (?, ?, ?, ?, ?, ?)"
 )
+# ON CONFLICT (key) DO NOTHING, not INSERT OR IGNORE: a redelivery is ignored, but any other
+# constraint (a NULL where the column forbids it) raises instead of silently losing the row.
 _INSERT_EVENT = (
-    'INSERT OR IGNORE INTO events (id, phase, seq, site, device, camera, kind, time, "end", test, detail, snapshot, '
-    "received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    'INSERT INTO events (id, phase, seq, site, device, camera, kind, time, "end", test, detail, snapshot, '
+    "received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, phase, seq) DO NOTHING"
 )
 _INSERT_REPLY = (
-    "INSERT OR IGNORE INTO replies (site, device, id, ok, time, result, error, received) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO replies (site, device, id, ok, time, result, error, received) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, device, id) DO NOTHING"
+)
+_HAS_EVENT = "SELECT 1 FROM events WHERE id = ? AND site = ? AND device = ? LIMIT 1"
+_INSERT_DEAD_LETTER = (
+    "INSERT INTO dead_letters (site, device, kind, error, message, received, set_aside) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 # One statement per device and batch. NULL means "this batch says nothing about it": keep the stored value.
 # SQLite's two-argument max() is NULL if either side is, hence the coalesce around it.
@@ -75,6 +88,26 @@ ON CONFLICT (site, device, cause) DO UPDATE SET
     last_error = excluded.last_error,
     last_topic = excluded.last_topic
 """
+
+
+@dataclass
+class WriteResult:
+    """What one `HubDB.write` did."""
+
+    changed: list[Record] = field(default_factory=list)  # changed the database, in order: fan these out
+    rejected: list[Record] = field(default_factory=list)  # turned into rejections by the store (orphan snapshots)
+    set_aside: list[Record] = field(default_factory=list)  # refused by the database: now in dead_letters
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_MAX_TEXT]
+
+
+def _safe_text(value: object) -> object:
+    """A str SQLite can store: characters UTF-8 cannot encode become backslash escapes."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 @dataclass
@@ -113,7 +146,13 @@ class HubDB:
     """One connection. Ingest's writer thread is its only user while ingest runs; readers (the CLI,
     the web UI) open their own HubDB: WAL lets them read while ingest writes."""
 
-    def __init__(self, path: str | Path, synchronous: str = "FULL", create: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        synchronous: str = "FULL",
+        create: bool = True,
+        max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS,
+    ) -> None:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise FileNotFoundError(f"no hub database at {self.path} (has `diaolou-hub run` been started?)")
@@ -125,86 +164,12 @@ class HubDB:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         self.conn.execute(f"PRAGMA synchronous={synchronous}")
-        self._create()
-
-    def _create(self) -> None:
-        db = self.db
-        db.table("events").create(
-            {
-                "id": str,
-                "phase": str,
-                "seq": int,
-                "site": str,
-                "device": str,
-                "camera": str,
-                "kind": str,
-                "time": float,
-                "end": float,
-                "test": int,
-                "detail": str,
-                "snapshot": str,
-                "received": float,
-            },
-            pk=("id", "phase", "seq"),
-            not_null=("site", "device", "kind", "time", "test", "received"),
-            if_not_exists=True,
-        )
-        # Rowid order is arrival order (the table keeps its rowid): per device it is the agent's send order.
-        db.table("events").create_index(["site", "device", "time"], if_not_exists=True)
-        db.table("events").create_index(["time"], if_not_exists=True)
-        db.table("devices").create(
-            {
-                "site": str,
-                "device": str,
-                "state": str,
-                "clean": int,
-                "status_time": float,
-                "status_received": float,
-                "agent_version": str,
-                "cameras": str,
-                "last_heartbeat": str,
-                "heartbeat_time": float,
-                "first_seen": float,
-                "last_seen": float,
-            },
-            pk=("site", "device"),
-            if_not_exists=True,
-        )
-        db.table("replies").create(
-            {
-                "site": str,
-                "device": str,
-                "id": str,
-                "ok": int,
-                "time": float,
-                "result": str,
-                "error": str,
-                "received": float,
-            },
-            pk=("site", "device", "id"),
-            if_not_exists=True,
-        )
-        # Event snapshots: the JPEG is a file under snapshots/<site>/<device>/<event id>.jpg beside
-        # hub.db; the end-of-event snapshot (the best one) replaces the first.
-        db.table("snapshots").create(
-            {"site": str, "device": str, "event_id": str, "path": str, "bytes": int, "received": float},
-            pk=("site", "device", "event_id"),
-            if_not_exists=True,
-        )
-        db.table("rejections").create(
-            {
-                "site": str,
-                "device": str,
-                "cause": str,
-                "count": int,
-                "first_seen": float,
-                "last_seen": float,
-                "last_error": str,
-                "last_topic": str,
-            },
-            pk=("site", "device", "cause"),
-            if_not_exists=True,
-        )
+        try:
+            self.applied = migrate(self.conn, str(self.path))
+        except BaseException:
+            self.conn.close()
+            raise
+        self.max_dead_letters = max_dead_letters
 
     def close(self) -> None:
         self.conn.close()
@@ -229,70 +194,138 @@ class HubDB:
         os.replace(tmp, path)
         return (record.site, record.device, record.name, rel.as_posix(), len(record.data), record.received)
 
-    def write(self, records: Sequence[Record]) -> list[Record]:
-        """Store a batch in one transaction. Returns the records that changed something, in order:
-        events and replies that were new (not redelivered duplicates), every status, heartbeat and
-        rejection. On error nothing of the batch is stored and the exception propagates."""
-        changed: list[Record] = []
+    def write(self, records: Sequence[Record]) -> WriteResult:
+        """Store a batch in one transaction and say what changed, in order: events and replies
+        that were new (not redelivered duplicates), every status, heartbeat and rejection.
+
+        A record the database refuses (the contract should stop all of them; this is the net
+        under it) must not hold up the others: the batch is then written again one record at a
+        time, and each refused record is set aside in `dead_letters` with the reason, counted as
+        an `unstorable` rejection of its device, and reported in `set_aside`. Errors of the
+        database itself (disk full, locked, I/O: sqlite3.OperationalError) are nobody's record:
+        nothing of the batch is stored and the exception propagates, so the caller retries it."""
+        try:
+            with self.conn:  # one transaction: commit on success, rollback on error
+                result = WriteResult()
+                self._apply(self.conn.cursor(), records, result)
+                return result
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:
+            log.warning("a batch of %d records failed (%s); writing them one by one", len(records), _describe(exc))
+        return self._write_one_by_one(records)
+
+    def _write_one_by_one(self, records: Sequence[Record]) -> WriteResult:
+        result = WriteResult()
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for record in records:
+                cur.execute("SAVEPOINT one_record")
+                try:
+                    mark = len(result.changed), len(result.rejected)
+                    self._apply(cur, [record], result)
+                except sqlite3.OperationalError:
+                    raise
+                except Exception as exc:
+                    cur.execute("ROLLBACK TO one_record")
+                    del result.changed[mark[0] :], result.rejected[mark[1] :]
+                    self._set_aside(cur, record, _describe(exc))
+                    result.set_aside.append(record)
+                cur.execute("RELEASE one_record")
+            if result.set_aside:
+                # Bounded like the rejection counters: a flood of bad records keeps the newest.
+                cur.execute(
+                    "DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?",
+                    (self.max_dead_letters,),
+                )
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return result
+
+    def _set_aside(self, cur: sqlite3.Cursor, record: Record, error: str) -> None:
+        # repr() escapes what SQLite cannot take (a lone surrogate becomes the text \ud800).
+        shown = repr(record.message if record.message is not None else record)
+        row = (record.site, record.device, record.kind, error, shown[:_MAX_TEXT], record.received, time.time())
+        cur.execute(_INSERT_DEAD_LETTER, tuple(_safe_text(v) for v in row))
+        cur.execute(
+            _UPSERT_REJECTION,
+            tuple(
+                _safe_text(v)
+                for v in (record.site, record.device, "unstorable", 1, record.received, record.received, error, "")
+            ),
+        )
+
+    def _apply(self, cur: sqlite3.Cursor, records: Sequence[Record], result: WriteResult) -> None:
         devices: dict[tuple[str, str], _DeviceUpdate] = {}
         rejections: dict[tuple[str, str, str], list[Record]] = {}
-        with self.conn:  # one transaction: commit on success, rollback on error
-            cur = self.conn.cursor()
-            for record in records:
-                if record.kind == "rejection":
-                    assert record.cause is not None
-                    rejections.setdefault((record.site, record.device, record.cause), []).append(record)
-                    changed.append(record)
-                    continue
-                update = devices.get((record.site, record.device))
-                if update is None:
-                    update = devices[(record.site, record.device)] = _DeviceUpdate(
-                        record.site, record.device, record.received
-                    )
-                if not record.retained and not _is_last_will(record):
-                    # last_seen = when the hub last heard the device itself: a retained copy and a last
-                    # will (published by the broker for a vanished device) are not signs of life.
-                    update.last_seen = max(update.last_seen or 0.0, record.received)
-                if record.kind == "snapshot":
-                    cur.execute(_UPSERT_SNAPSHOT, self._store_snapshot(record))
-                    changed.append(record)
-                    continue
-                message = record.message
-                if isinstance(message, Event):
-                    cur.execute(_INSERT_EVENT, _event_row(record, message))
-                    if cur.rowcount == 1:
-                        changed.append(record)
-                elif isinstance(message, Reply):
-                    cur.execute(
-                        _INSERT_REPLY,
-                        (
-                            record.site,
-                            record.device,
-                            message.id,
-                            int(message.ok),
-                            message.time,
-                            _json(message.result),
-                            message.error,
-                            record.received,
-                        ),
-                    )
-                    if cur.rowcount == 1:
-                        changed.append(record)
-                elif isinstance(message, Status):
-                    update.status = record  # in arrival order: the last status of the batch wins
-                    changed.append(record)
-                elif isinstance(message, Heartbeat):
-                    update.heartbeat = record
-                    changed.append(record)
-            cur.executemany(_UPSERT_DEVICE, [u.params() for u in devices.values()])
-            cur.executemany(
-                _UPSERT_REJECTION,
-                [
-                    (site, device, cause, len(rs), rs[0].received, rs[-1].received, rs[-1].error, rs[-1].topic)
-                    for (site, device, cause), rs in rejections.items()
-                ],
-            )
-        return changed
+        for record in records:
+            if (
+                record.kind == "snapshot"
+                and not cur.execute(_HAS_EVENT, (record.name, record.site, record.device)).fetchone()
+            ):
+                # Only a device's own events get snapshots: a JPEG for an id the hub never
+                # received from it would be a file nobody can reach or age out.
+                error = f"snapshot for event {record.name}, which the hub has not received from this device"
+                record = Record(
+                    "rejection", record.site, record.device, record.received, cause="orphan", error=error, topic=""
+                )
+                result.rejected.append(record)
+            if record.kind == "rejection":
+                assert record.cause is not None
+                rejections.setdefault((record.site, record.device, record.cause), []).append(record)
+                result.changed.append(record)
+                continue
+            update = devices.get((record.site, record.device))
+            if update is None:
+                update = devices[(record.site, record.device)] = _DeviceUpdate(
+                    record.site, record.device, record.received
+                )
+            if not record.retained and not _is_last_will(record):
+                # last_seen = when the hub last heard the device itself: a retained copy and a last
+                # will (published by the broker for a vanished device) are not signs of life.
+                update.last_seen = max(update.last_seen or 0.0, record.received)
+            if record.kind == "snapshot":
+                cur.execute(_UPSERT_SNAPSHOT, self._store_snapshot(record))
+                result.changed.append(record)
+                continue
+            message = record.message
+            if isinstance(message, Event):
+                cur.execute(_INSERT_EVENT, _event_row(record, message))
+                if cur.rowcount == 1:
+                    result.changed.append(record)
+            elif isinstance(message, Reply):
+                cur.execute(
+                    _INSERT_REPLY,
+                    (
+                        record.site,
+                        record.device,
+                        message.id,
+                        int(message.ok),
+                        message.time,
+                        _json(message.result),
+                        message.error,
+                        record.received,
+                    ),
+                )
+                if cur.rowcount == 1:
+                    result.changed.append(record)
+            elif isinstance(message, Status):
+                update.status = record  # in arrival order: the last status of the batch wins
+                result.changed.append(record)
+            elif isinstance(message, Heartbeat):
+                update.heartbeat = record
+                result.changed.append(record)
+        cur.executemany(_UPSERT_DEVICE, [u.params() for u in devices.values()])
+        cur.executemany(
+            _UPSERT_REJECTION,
+            [
+                (site, device, cause, len(rs), rs[0].received, rs[-1].received, rs[-1].error, rs[-1].topic)
+                for (site, device, cause), rs in rejections.items()
+            ],
+        )
 
     # --- reading ------------------------------------------------------------------------------
     def events(
@@ -338,6 +371,11 @@ class HubDB:
 
     def rejections(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM rejections ORDER BY site, device, cause", [])
+
+    def dead_letters(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Messages set aside because the database refused them, newest first."""
+        sql = "SELECT * FROM dead_letters ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit is not None else "")
+        return self._rows(sql, [])
 
     def rejection_keys(self) -> set[tuple[str, str, str]]:
         return {(r["site"], r["device"], r["cause"]) for r in self.rejections()}

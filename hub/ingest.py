@@ -139,6 +139,7 @@ class IngestStats:
     duplicates: int = 0  # events and replies delivered again and ignored
     rejected: int = 0
     commits: int = 0
+    set_aside: int = 0  # refused by the database although they passed the contract: kept in dead_letters
     uncommitted: int = 0  # abandoned at stop after a database failure: the broker delivers them again
     dropped_qos0: int = 0  # heartbeats dropped while the writer was far behind (the next one replaces them)
     connects: int = 0
@@ -305,8 +306,7 @@ class Ingest:
                 )
                 key = ("*", "*", cause)
             self._rejection_keys.add(key)
-        self.stats.rejected += 1
-        self.stats.by_cause[cause] = self.stats.by_cause.get(cause, 0) + 1
+        self._count_rejection(record)
         if limits.rejection_log == "every" or (limits.rejection_log == "once" and key not in self._logged):
             self._logged.add(key)
             more = " (further ones are counted, not logged)" if limits.rejection_log == "once" else ""
@@ -314,6 +314,11 @@ class Ingest:
                 "rejected a message from %s/%s: %s: %s%s", record.site, record.device, record.cause, record.error, more
             )
         return record
+
+    def _count_rejection(self, record: Record) -> None:
+        cause = record.cause or "?"
+        self.stats.rejected += 1
+        self.stats.by_cause[cause] = self.stats.by_cause.get(cause, 0) + 1
 
     # --- writer thread ------------------------------------------------------------------------
     def _write_loop(self) -> None:
@@ -351,11 +356,12 @@ class Ingest:
         delay = 0.1
         while True:
             try:
-                changed = self.db.write(records)
+                result = self.db.write(records)
                 break
             except Exception:
                 # Disk full, a locked or broken database: keep the batch and try again. Nothing is
                 # acknowledged meanwhile, so the broker stops sending once its in-flight window is full.
+                # (A record the database refuses is not retried here: db.write sets it aside.)
                 log.exception("cannot commit %d messages; retrying in %.1f s", len(batch), delay)
                 if self._stopping.wait(delay):
                     self.stats.uncommitted += len(batch)
@@ -365,13 +371,28 @@ class Ingest:
         generation = self._generation
         for pending in batch:
             # A message from an earlier connection is not acknowledged: the broker resends it on the
-            # resumed session and the primary key absorbs the copy.
+            # resumed session and the primary key absorbs the copy. A set-aside one is acknowledged:
+            # it is kept in dead_letters, and a redelivery would only be refused again.
             if pending.qos > 0 and pending.generation == generation:
                 self.client.ack(pending.mid, pending.qos)
+        for record in result.rejected:
+            self._count_rejection(record)
+        for record in result.set_aside:
+            self._count_rejection(Record("rejection", record.site, record.device, record.received, cause="unstorable"))
+            log.error(
+                "set aside a %s from %s/%s that the database refused (see `diaolou-hub dead-letters`)",
+                record.kind,
+                record.site,
+                record.device,
+            )
+        changed = result.changed
         stored = sum(1 for r in changed if r.kind != "rejection")
         self.stats.stored += stored
-        self.stats.duplicates += sum(1 for r in records if r.kind in ("event", "reply")) - sum(
-            1 for r in changed if r.kind in ("event", "reply")
+        self.stats.set_aside += len(result.set_aside)
+        self.stats.duplicates += (
+            sum(1 for r in records if r.kind in ("event", "reply"))
+            - sum(1 for r in changed if r.kind in ("event", "reply"))
+            - sum(1 for r in result.set_aside if r.kind in ("event", "reply"))
         )
         for record in changed:
             self.fanout.publish(record)
