@@ -4,9 +4,11 @@ The same code runs live in the agent and offline in `diaolou-agent detect`, so w
 command reports is what the box would have raised.
 
 Motion gates detection: the detector looks only at regions built from motion boxes and from
-tracked people (merged, padded, at least the detector's useful size), never at a still scene;
-a person standing still is re-checked every `recheck_seconds`, not every frame. With
-`full_frame: true` it looks at the whole frame every analysed frame instead.
+tracked people (merged, padded, at least the detector's useful size), never at a still scene.
+Between detector runs a confirmed person is followed on motion (edge_agent/track/follow.py): a
+walking person is looked at on one frame in three, a person standing still every
+`recheck_seconds`, new motion at once. With `full_frame: true` it looks at the whole frame every
+analysed frame instead.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from edge_agent.events.person import EventBuilder, EventChange
 from edge_agent.motion.detector import MotionDetector, MotionResult
 from edge_agent.motion.regions import detection_regions
 from edge_agent.motion.settings import motion_settings
+from edge_agent.track.follow import plan_detection
 from edge_agent.track.tracker import Tracker
 from edge_agent.track.zones import Polygon, foot_point
 
@@ -80,6 +83,7 @@ class CameraAnalyzer:
             detections = self._detect(bgr(), regions, width, height)
         update = self.tracker.update(detections, t, checked=None if self.settings.full_frame else regions)
         self.tracker.expire(t, older_than=self.settings.end_after_seconds)
+        self.tracker.drop_out_of_view(t, width, height)
         changes = self.events.process(t, bgr, update, self.tracker.tracks)
         return FrameResult(t, detections, regions, motion, changes)
 
@@ -89,16 +93,11 @@ class CameraAnalyzer:
     def _regions(self, motion: MotionResult, t: float, width: int, height: int) -> list[Box]:
         if self.settings.full_frame:
             return [Box(0, 0, width, height)]
-        tracked = []
-        for track in self.tracker.tracks:
-            predicted = track.predicted(t)
-            moving = any(predicted.iou(m) > 0 for m in motion.boxes)
-            if moving or t - track.last_checked >= self.settings.recheck_seconds:
-                tracked.append(predicted)
-        motion_boxes = [] if motion.recalibrating else motion.boxes
-        if not motion_boxes and not tracked:
+        plan = plan_detection(self.tracker.tracks, motion.boxes, t, self.settings.recheck_seconds)
+        motion_boxes = [] if motion.recalibrating else plan.motion
+        if not motion_boxes and not plan.tracked:
             return []
-        return detection_regions(motion_boxes, tracked, width, height, REGION_PAD, self.region_min)
+        return detection_regions(motion_boxes, plan.tracked, width, height, REGION_PAD, self.region_min)
 
     def _detect(self, image: np.ndarray, regions: list[Box], width: int, height: int) -> list[Detection]:
         found: list[Detection] = []

@@ -1,9 +1,15 @@
 """Person events: start, updates and end, with the best snapshot and a clip window.
 
 An event is a stretch of time in which at least one confirmed person is in view (or in a zone,
-when the camera has zones) while the camera is armed. A person who stays, or a second person
-who joins, updates the open event instead of raising a new alert; the event ends once nobody
-has been seen for `end_after_seconds`.
+when the camera has zones) while the camera is armed. Events follow tracks:
+
+- A person who stays, or a second person who joins while someone of the event is still there,
+  updates the open event instead of raising a new alert.
+- The same person lost for a moment and found again where they were (occluded, a few detector
+  misses, a new track at the same place) stays in the event.
+- Once everybody of the event has gone, a person who appears elsewhere starts a new event at
+  once, even within `end_after_seconds`: the next visitor is a new alert, not an update.
+- Otherwise the event ends once nobody of it has been seen for `end_after_seconds`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ from edge_agent.track.zones import ArmingSchedule, Polygon, foot_point
 Phase = Literal["new", "update", "end"]
 CAMERA_WIDE = ""  # the zone key of an event on a camera without zones
 UPDATE_SCORE_STEP = 0.05  # a better snapshot by at least this much is worth an update
+# A track of the event still counts as there while the tracker holds it and it was found at its
+# last check, or was seen this recently (a standing person re-checked every few seconds may miss
+# one check).
+HOLD_SECONDS = 1.0
+# A new track whose first box overlaps where a track of the event was last seen is the same person
+# found again (IoU above this), not someone else.
+REACQUIRE_IOU = 0.0
 
 
 @dataclass
@@ -44,7 +57,8 @@ class PersonEvent:
     label: str = "person"
     end: float | None = None
     max_score: float = 0.0
-    track_ids: set[int] = field(default_factory=set)
+    track_ids: set[int] = field(default_factory=set)  # one per person (a person found again keeps theirs)
+    members: dict[int, Box] = field(default_factory=dict)  # every track of the event: its last box
     snapshot: Snapshot | None = None
     seq: int = 0  # messages sent for this event so far: new = 0, then updates, then end
 
@@ -99,13 +113,14 @@ class EventBuilder:
         changes: list[EventChange] = []
         width, height = self._frame_size()
         seen_now = {id(track) for track, _ in update.matched}
+        live = {track.id: track for track in tracks}
         for track in tracks:
             if id(track) not in seen_now:
                 continue
             for zone in self._zones_of(track, width, height):
                 if not track.confirmed or not self.schedule.armed(t):
                     continue
-                changes.extend(self._observe(zone, track, t, get_frame))
+                changes.extend(self._observe(zone, track, t, get_frame, live))
         for zone, event in list(self.open.items()):
             if t - event.last_seen >= self.settings.end_after_seconds:
                 changes.append(self._end(zone, event))
@@ -129,9 +144,18 @@ class EventBuilder:
                 track.zone_frames[name] = 0
         return inside
 
-    def _observe(self, zone: str, track: Track, t: float, frame: Callable[[], np.ndarray]) -> list[EventChange]:
+    def _observe(
+        self, zone: str, track: Track, t: float, frame: Callable[[], np.ndarray], live: dict[int, Track]
+    ) -> list[EventChange]:
         score = track.scores[-1] if track.scores else 0.0
         event = self.open.get(zone)
+        ended: list[EventChange] = []
+        joins = True
+        if event is not None and track.id not in event.members:
+            joins = _someone_still_there(event, t, live)
+            if not joins and not _found_again(event, track):
+                ended.append(self._end(zone, event))
+                event = None
         if event is None:
             event = PersonEvent(
                 id=self._new_id(t),
@@ -142,13 +166,17 @@ class EventBuilder:
                 model=self.model,
                 max_score=score,
                 track_ids={track.id},
+                members={track.id: track.box},
                 snapshot=Snapshot(score, t, track.box, frame().copy()),
             )
             self.open[zone] = event
-            return [EventChange("new", event, 0)]
+            return [*ended, EventChange("new", event, 0)]
         event.last_seen = t
-        changed = track.id not in event.track_ids
-        event.track_ids.add(track.id)
+        changed = False
+        if track.id not in event.members and joins:
+            event.track_ids.add(track.id)  # another person
+            changed = True
+        event.members[track.id] = track.box
         event.max_score = max(event.max_score, score)
         best = event.snapshot
         if best is None or score >= best.score + UPDATE_SCORE_STEP:
@@ -164,3 +192,16 @@ class EventBuilder:
         del self.open[zone]
         event.seq += 1
         return EventChange("end", event, event.seq)
+
+
+def _someone_still_there(event: PersonEvent, t: float, live: dict[int, Track]) -> bool:
+    for track_id in event.members:
+        track = live.get(track_id)
+        if track is not None and (track.misses == 0 or t - track.last_seen <= HOLD_SECONDS):
+            return True
+    return False
+
+
+def _found_again(event: PersonEvent, track: Track) -> bool:
+    first = track.first_box or track.box
+    return any(first.iou(box) > REACQUIRE_IOU for box in event.members.values())
