@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -21,8 +22,8 @@ from pydantic import ValidationError
 
 from edge_agent import __version__
 from edge_agent.clikit import CommandError, Commands, root_parser, run
-from edge_agent.config import AgentConfig, load_config
-from edge_agent.config.loader import format_validation_error
+from edge_agent.config import AgentConfig, ConfigError, check_runtime, check_storage, load_config
+from edge_agent.config.loader import config_warnings, format_validation_error
 from edge_agent.config.schema import DetectConfig
 from edge_agent.config.template import parse_camera_arg, render_config
 
@@ -48,6 +49,8 @@ def _open_storage(config: AgentConfig) -> RingBuffer:
         return RingBuffer.open(config, create=False)
     except FileNotFoundError as exc:
         raise CommandError(str(exc)) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise CommandError(f"cannot open the ring buffer in {config.storage.root}: {exc}") from None
 
 
 def _positive(text: str) -> int:
@@ -71,7 +74,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.agent import Agent
 
     config = load_config(args.config)
-    agent = Agent(config)
+    check_runtime(config, args.config)
+    for warning in config_warnings(config, args.config):
+        log.warning("%s", warning)
+    try:
+        agent = Agent(config)
+    except (OSError, sqlite3.Error) as exc:  # the checks passed, yet the storage would not open
+        raise ConfigError(
+            f"{args.config}: storage.root: cannot open the ring buffer in {config.storage.root}: {exc}; "
+            "check that the service's user may write there"
+        ) from None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
@@ -239,6 +251,9 @@ def cmd_config_init(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = load_config(args.file)
+    check_runtime(config, args.file)
+    for warning in config_warnings(config, args.file):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.file}: OK ({len(config.cameras)} cameras, storage {config.storage.root})")
     return 0
 
@@ -326,6 +341,7 @@ def cmd_test_alarm(args: argparse.Namespace) -> int:
     from edge_agent.comms import send_test_alarms
 
     config = load_config(args.config)
+    check_storage(config, args.config)
     result = send_test_alarms(config, count=args.count, wait_seconds=args.wait)
     print(result.message)
     return 0 if result.ok else 1

@@ -93,7 +93,7 @@ def test_hold_commands_and_read_only_commands_never_create_storage(tmp_path: Pat
     assert again.returncode == 1 and f"no hold with id {hold_id}" in again.stderr
 
     empty = tmp_path / "empty.yaml"
-    empty.write_text(f"storage: {{root: {tmp_path / 'nothing-here'}}}\n")
+    empty.write_text(f"storage: {{root: {tmp_path / 'nothing-here'}}}\ncameras:\n  shop: {{source: rtsp://h/s}}\n")
     proc = subprocess.run(agent_cmd("status", "--config", str(empty)), capture_output=True, text=True)
     assert proc.returncode == 1 and "no ring buffer at" in proc.stderr
     assert not (tmp_path / "nothing-here").exists()

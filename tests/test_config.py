@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from edge_agent.capture.sources import resolve_sources
-from edge_agent.config import ConfigError, load_config, parse_config
+from edge_agent.config import ConfigError, check_runtime, load_config, parse_config
 from edge_agent.config.template import render_config
 from tests.conftest import agent_cmd
 
@@ -113,6 +113,7 @@ def test_missing_environment_variable_names_the_key() -> None:
 
 def test_password_file_and_relative_paths(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("filepw\n")
+    (tmp_path / "video.mp4").write_bytes(b"")  # exists: runtime checks look no further
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(
         "storage: {root: rec}\ncameras:\n"
@@ -124,10 +125,11 @@ def test_password_file_and_relative_paths(tmp_path: Path) -> None:
     assert config.cameras["demo"].source == str(tmp_path / "video.mp4")
     main = resolve_sources(config.cameras["gate"]).main
     assert main.url == "rtsp://u:filepw@cam.local:554/cam/realmonitor?channel=2&subtype=0"
-    (tmp_path / "pw").chmod(0)
-    if not __import__("os").access(tmp_path / "pw", __import__("os").R_OK):  # root reads anything
-        with pytest.raises(ConfigError, match="password_file: cannot read"):
-            load_config(cfg)
+    check_runtime(config, str(cfg))  # the password file exists and is readable
+    (tmp_path / "pw").unlink()
+    load_config(cfg)  # whether a file exists is a runtime check, not the file's validity
+    with pytest.raises(ConfigError, match=r"cameras\.gate\.password_file: cannot read .*/pw as user"):
+        check_runtime(config, str(cfg))
 
 
 def test_mqtt_url_is_validated() -> None:

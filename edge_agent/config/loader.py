@@ -2,6 +2,8 @@
 
 Errors are `ConfigError`s that name the file, the key path and what is wrong, e.g.
 `agent.yaml: cameras.shop.record.retain_days: Input should be greater than 0`.
+This judges the file alone; what the file names on this machine (storage root, video files,
+password files) is checked by edge_agent/config/runtime.py.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from edge_agent.capture.kinds import classify
-from edge_agent.config.schema import AgentConfig
+from edge_agent.config.schema import WHOLE, AgentConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Keys of `defaults` that are merged into each camera.
@@ -28,12 +30,25 @@ class ConfigError(ValueError):
 
 
 def load_config(path: str | Path) -> AgentConfig:
+    """A whole agent config from a file (what `run` uses: it must have a camera)."""
     path = Path(path)
+    return parse_config(read_config_text(path), source=str(path), base_dir=path.resolve().parent, whole=True)
+
+
+def read_config_text(path: Path) -> str:
+    """The file's text; a file that is missing, unreadable or not UTF-8 is a ConfigError naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
-    return parse_config(text, source=str(path), base_dir=path.resolve().parent)
+    try:
+        return data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is harmless
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8 "
+            "(e.g. iconv -f GB18030 -t UTF-8 FILE > FILE.new)"
+        ) from None
 
 
 def read_mapping(text: str, source: str) -> dict[str, Any]:
@@ -50,18 +65,41 @@ def read_mapping(text: str, source: str) -> dict[str, Any]:
     return expanded
 
 
-def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> AgentConfig:
+def parse_config(
+    text: str, source: str = "<config>", base_dir: Path | None = None, *, whole: bool = False
+) -> AgentConfig:
     """Validate config text. Relative paths (storage root, video files, password files) are taken
-    relative to `base_dir`, the config file's directory, so a config works from any working directory."""
-    raw = merge_defaults(read_mapping(text, source))
+    relative to `base_dir`, the config file's directory, so a config works from any working directory.
+    `whole`: the text is a box's entire config (an empty one, or one without a camera, is an error),
+    not a fragment such as a provisioning snippet."""
+    mapping = read_mapping(text, source)
+    if whole and not mapping:
+        raise ConfigError(
+            f"{source}: the file is empty (no keys): a config needs at least one camera under `cameras:`; "
+            "`diaolou-agent config init --storage DIR --camera NAME=SOURCE` prints a complete one"
+        )
+    raw = merge_defaults(mapping)
     try:
-        config = AgentConfig.model_validate(raw)
+        config = AgentConfig.model_validate(raw, context={WHOLE: whole})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
     _check_references(config, source)
     return config
+
+
+def config_warnings(config: AgentConfig, source: str) -> list[str]:
+    """What is valid but probably unintended: `site` or `device` left at the placeholder default.
+    (Not an error: stand-alone boxes and older configs run without them.)"""
+    unset = [key for key in ("site", "device") if key not in config.model_fields_set]
+    if not unset:
+        return []
+    shown = ", ".join(f"{key}: {getattr(config, key)!r}" for key in unset)
+    return [
+        f"{source}: {' and '.join(unset)} not set, so this box reports as {shown}; set them (the village or "
+        "dormitory id, and this box's id) before it connects to a hub, where boxes must not share them"
+    ]
 
 
 def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:
@@ -163,5 +201,3 @@ def _check_references(config: AgentConfig, source: str) -> None:
                 f"{source}: cameras.{name}.profile: unknown camera profile {camera.profile!r} "
                 f"(known: {', '.join(profile_names())})"
             )
-        if camera.password_file is not None and not os.access(camera.password_file, os.R_OK):
-            raise ConfigError(f"{source}: cameras.{name}.password_file: cannot read {camera.password_file}")

@@ -3,27 +3,66 @@
 Every field has bounds and a description: the description is what `diaolou-agent config init`
 writes as a comment and what docs/configuration.md lists, so the three never disagree.
 Unknown keys are rejected everywhere (a typo such as `retain_day` must not silently fall back
-to a default and delete a week of video early).
+to a default and delete a week of video early), and so are control characters in any string (an
+escaped tab or bell in a URL or path is never what the installer meant).
+
+The schema judges values only. Whether a file exists or a directory is writable on this box is
+checked separately (edge_agent/config/runtime.py), by `run` and `config check`.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from contract.broker import check_broker_url
-from edge_agent.capture.kinds import classify
+from edge_agent.capture.kinds import classify, mask_secrets
 
 # Camera names become directory names and (later) MQTT topic levels: keep them to a safe alphabet.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
+# C0 controls (tab and newline included), DEL and C1 controls.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+# Validation context key: the config is a whole agent config (a file `run` will use), not a fragment
+# built by a test or a provisioning snippet. Only a whole config must have a camera.
+WHOLE = "whole"
+
+
+def _control_character(value: Any) -> str | None:
+    """The first control character in a raw string (or list of strings), as U+XXXX at its position.
+    Mappings are left to their own models, which check their own fields with their key paths."""
+    if isinstance(value, str):
+        found = _CONTROL.search(value)
+        return None if found is None else f"U+{ord(found.group()):04X} at character {found.start() + 1}"
+    if isinstance(value, list):
+        for item in value:
+            if (where := _control_character(item)) is not None:
+                return where
+    return None
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Before type checks, so "site: a\tb" says "control character", not "should match pattern".
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        where = _control_character(value)
+        if where is not None:
+            raise ValueError(
+                f"contains a control character ({where}); remove it (often a tab, a newline or an escape "
+                'such as "\\t" inside double quotes)'
+            )
+        return value
 
 
 class ReconnectConfig(Strict):
@@ -176,6 +215,23 @@ class DetectConfig(Strict):
 
 Transport = Literal["tcp", "udp"]
 
+RTSP_HINT = "expected rtsp://[user:password@]host[:port]/path"
+
+
+def check_rtsp_url(url: str) -> str:
+    """The URL unchanged, or ValueError saying what is malformed (the password masked)."""
+    shown = mask_secrets(url)
+    if any(c.isspace() for c in url):
+        raise ValueError(f"malformed RTSP URL {shown!r}: it contains a space (write it as %20); {RTSP_HINT}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ValueError(f"malformed RTSP URL {shown!r}: {exc}; {RTSP_HINT}") from None
+    if not parts.hostname:
+        raise ValueError(f"malformed RTSP URL {shown!r}: no host; {RTSP_HINT}")
+    return url
+
 
 class CameraConfig(Strict):
     """One camera. Either `source` (an explicit URL, file or device) or `profile` + `host`."""
@@ -214,8 +270,14 @@ class CameraConfig(Strict):
     @field_validator("source", "detect_source")
     @classmethod
     def _known_kind(cls, value: str | None) -> str | None:
-        if value is not None:
-            classify(value)  # raises ValueError naming the unsupported scheme
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError(
+                "is empty: give an rtsp:// URL, a video file or /dev/videoN, or remove the key to use profile + host"
+            )
+        if classify(value) == "rtsp":  # classify raises ValueError naming an unsupported scheme
+            check_rtsp_url(value)
         return value
 
     @model_validator(mode="after")
@@ -305,8 +367,22 @@ class AgentConfig(Strict):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     defaults: Defaults = Field(default_factory=Defaults)
     cameras: dict[Name, CameraConfig] = Field(
-        default_factory=dict, description="Cameras by id (lower-case letters, digits, - and _)."
+        default_factory=dict,
+        validate_default=True,
+        description="Cameras by id (lower-case letters, digits, - and _). At least one: a box without cameras "
+        "has nothing to do (until gate doors are supported).",
     )
+
+    @field_validator("cameras")
+    @classmethod
+    def _at_least_one_camera(cls, value: dict[str, CameraConfig], info: ValidationInfo) -> dict[str, CameraConfig]:
+        if not value and info.context and info.context.get(WHOLE):
+            raise ValueError(
+                "no camera configured: add at least one under `cameras:`, e.g. "
+                "`shop: {source: rtsp://192.168.1.64/Streaming/Channels/101}` (a box without cameras will "
+                "only make sense once gate doors are supported)"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod
