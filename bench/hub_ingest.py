@@ -289,9 +289,16 @@ class Setup:
         return self.work / "data" / "hub.db"
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def hub_config_text(kind: str, work: Path, port: int) -> str:
     lines = [
         f"data_dir: {json.dumps(str(work / 'data'))}",
+        f"listen: 127.0.0.1:{_free_port()}",
         "mqtt:",
         f"  url: mqtt://127.0.0.1:{port}",
         f"  protocol: {'v5' if kind == 'mosquitto' else 'v311'}",

@@ -58,7 +58,10 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
     port = _free_port()
     hub_config = directory / "hub.yaml"
     hub_config.write_text(
-        render_hub_config(directory / "hub", mqtt=f"mqtt://127.0.0.1:{port}", embedded_broker=True), encoding="utf-8"
+        render_hub_config(
+            directory / "hub", mqtt=f"mqtt://127.0.0.1:{port}", listen=f"127.0.0.1:{_free_port()}", embedded_broker=True
+        ),
+        encoding="utf-8",
     )
     # Its own session: Ctrl-C stops the demo, and the demo stops the hub after the agent's last events.
     hub = subprocess.Popen(

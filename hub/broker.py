@@ -27,6 +27,8 @@ from amqtt.broker import Broker  # type: ignore[import-untyped]
 from amqtt.plugins.base import BaseAuthPlugin  # type: ignore[import-untyped]
 
 from hub.config import EmbeddedBrokerConfig, is_loopback
+from hub.security import hash_password as hash_password  # re-exported: `user:hash` lines of password_file
+from hub.security import verify_password
 
 log = logging.getLogger("diaolou.hub.broker")
 
@@ -47,14 +49,6 @@ def _read_password_file(path: Path) -> dict[str, str]:
     return users
 
 
-def hash_password(password: str) -> str:
-    """An argon2 hash for an `embedded_broker.password_file` line (`user:hash`)."""
-    from pwdlib import PasswordHash
-    from pwdlib.hashers.argon2 import Argon2Hasher
-
-    return str(PasswordHash((Argon2Hasher(),)).hash(password))
-
-
 class LoopbackAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
     """Accept anonymous clients per `anonymous` (loopback/any/never); a client that sends a user
     name is checked against the password file when there is one."""
@@ -72,11 +66,8 @@ class LoopbackAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
 
     async def authenticate(self, *, session: Any) -> bool:
         if session.username and self._users:
-            from pwdlib import PasswordHash
-            from pwdlib.hashers.argon2 import Argon2Hasher
-
             digest = self._users.get(session.username)
-            ok = digest is not None and PasswordHash((Argon2Hasher(),)).verify(session.password or "", digest)
+            ok = digest is not None and verify_password(session.password or "", digest)
             if not ok:
                 log.warning("embedded broker: wrong user name or password from %s", session.remote_address)
             return bool(ok)

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from edge_agent.clikit import CommandError, Commands, root_parser, run
 from hub import __version__
+from hub.commands.people import register_people_commands
 from hub.config import ConfigError, HubConfig, format_validation_error, load_hub_config, render_hub_config
 from hub.migrations import SchemaTooNew
 
@@ -73,9 +74,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 # --- commands ---------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from hub.broker import BrokerStartError, EmbeddedBroker
-    from hub.db import HubDB
-    from hub.ingest import Ingest
+    from hub.server import HubServer, HubStartError
 
     config = load_hub_config(args.config)
     stop = threading.Event()
@@ -86,31 +85,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    server = HubServer(config, quiet_broker=args.log_level != "DEBUG")
     try:
-        db = HubDB(config.db_path, config.ingest.sqlite_synchronous, max_dead_letters=config.limits.max_dead_letters)
-    except (OSError, ValueError, sqlite3.DatabaseError, SchemaTooNew) as exc:
-        raise CommandError(f"cannot open the hub database {config.db_path}: {exc}") from None
-    broker = None
-    if config.embedded_broker.enabled:
-        if args.log_level != "DEBUG":
-            # amqtt logs every connection, and its state machine library every transition, at INFO.
-            for name in ("amqtt", "transitions"):
-                logging.getLogger(name).setLevel(logging.WARNING)
-        broker = EmbeddedBroker(config.embedded_broker, config.mqtt.session_expiry_seconds)
-        try:
-            broker.start()
-        except BrokerStartError as exc:
-            db.close()
-            raise CommandError(str(exc)) from None
-    ingest = Ingest(config, db)
-    ingest.start()
+        server.start()
+    except HubStartError as exc:
+        raise CommandError(str(exc)) from None
     try:
         stop.wait(args.seconds)
     finally:
-        ingest.stop()  # commits and acknowledges what arrived; the session stays at the broker
-        if broker is not None:
-            broker.stop()
-        db.close()
+        server.stop()
     return 0
 
 
@@ -292,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--limit", type=int, default=100, help="At most this many (default 100).")
     p.add_argument("--json", action="store_true", help="One JSON object per line.")
+    register_people_commands(command, sub)
     return parser
 
 

@@ -148,6 +148,38 @@ class LimitsConfig(Strict):
     )
 
 
+class WebConfig(Strict):
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate (chain) to serve the web UI and API over HTTPS. Without it the hub serves "
+        "plain HTTP: put it behind a TLS reverse proxy, or keep `listen` on loopback.",
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    secure_cookies: Literal["auto", "always"] = Field(
+        "auto",
+        description="Mark the session cookie Secure (sent over HTTPS only): auto = when tls_cert_file is set; "
+        "always = also behind a TLS reverse proxy.",
+    )
+    session_days: float = Field(
+        14, gt=0, le=365, description="Lifetime of a sign-in (its cookie and its bearer token)."
+    )
+    login_max_failures_per_account: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Failed sign-ins for one account within login_window_minutes that lock it until an admin "
+        "unlocks it (`diaolou-hub users unlock`).",
+    )
+    login_max_failures_per_address: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="Failed sign-ins from one address within login_window_minutes after which that address is "
+        "refused (HTTP 429) until the window has passed.",
+    )
+    login_window_minutes: float = Field(15, gt=0, le=1440, description="The window the two limits above count in.")
+
+
 class HubConfig(Strict):
     data_dir: Path = Field(
         Path("/var/lib/diaolou/hub"), description="Hub data directory: hub.db (SQLite, WAL) lives here."
@@ -159,6 +191,7 @@ class HubConfig(Strict):
     embedded_broker: EmbeddedBrokerConfig = Field(default_factory=EmbeddedBrokerConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
     @field_validator("listen")
     @classmethod
@@ -214,9 +247,12 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 def check_consistency(config: HubConfig, source: str) -> None:
     """Rules across sections; each error names the key to change."""
     broker = config.embedded_broker
+    address = parse_broker_url(config.mqtt.url)
+    web = config.web
+    if (web.tls_cert_file is None) != (web.tls_key_file is None):
+        raise ConfigError(f"{source}: web.tls_key_file: HTTPS needs both web.tls_cert_file and web.tls_key_file")
     if not broker.enabled:
         return
-    address = parse_broker_url(config.mqtt.url)
     if config.mqtt.protocol != "v311":
         raise ConfigError(f"{source}: mqtt.protocol: the embedded broker (amqtt) speaks only MQTT 3.1.1: use v311")
     if address.tls:
@@ -238,7 +274,12 @@ def _resolve_paths(config: HubConfig, base: Path) -> HubConfig:
 
     mqtt = config.mqtt.model_copy(update={"ca_file": absolute(config.mqtt.ca_file)})
     broker = config.embedded_broker.model_copy(update={"password_file": absolute(config.embedded_broker.password_file)})
-    return config.model_copy(update={"data_dir": absolute(config.data_dir), "mqtt": mqtt, "embedded_broker": broker})
+    web = config.web.model_copy(
+        update={"tls_cert_file": absolute(config.web.tls_cert_file), "tls_key_file": absolute(config.web.tls_key_file)}
+    )
+    return config.model_copy(
+        update={"data_dir": absolute(config.data_dir), "mqtt": mqtt, "embedded_broker": broker, "web": web}
+    )
 
 
 # --- `config init` ----------------------------------------------------------------------------

@@ -25,15 +25,11 @@ or whose password changed.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import ipaddress
 import os
 import re
-import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,14 +38,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from contract.topics import NAME, ROOT, VERSION, TopicError, device_prefix, topic
+from hub.security import MOSQUITTO_ITERATIONS, generate_password, mosquitto_hash, verify_mosquitto_hash
 
-# Mosquitto 2.0's mosquitto_passwd writes 101 iterations and a 12-byte salt. Iterations slow down
-# guessing a weak password from a stolen file; generated passwords are 192 random bits, which no
-# iteration count improves, while Mosquitto checks every login on its single thread: at 101, a
-# thousand agents reconnecting after an outage cost the broker well under a second.
-DEFAULT_ITERATIONS = 101
-SALT_BYTES = 12
-HASH_BYTES = 64
+DEFAULT_ITERATIONS = MOSQUITTO_ITERATIONS
 HUB_USERNAME = "hub"
 # Where the agent keeps the broker's private CA (firmware_configs/mosquitto/make-certs.sh's ca.crt).
 AGENT_CA_FILE = "/etc/diaolou/mqtt-ca.crt"
@@ -112,36 +103,9 @@ def _check_hub_username(username: str) -> None:
         )
 
 
-# --- password hashes ------------------------------------------------------------------------------
-def hash_password(password: str, *, iterations: int = DEFAULT_ITERATIONS, salt: bytes | None = None) -> str:
-    """Mosquitto 2.0's `$7$` entry: PBKDF2-HMAC-SHA512 over the UTF-8 password with a random salt,
-    salt and derived key in standard base64, as mosquitto_passwd writes them."""
-    if iterations < 1:
-        raise ProvisionError("iterations must be at least 1")
-    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
-    key = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations, HASH_BYTES)
-    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
-
-
-def verify_password(password: str, entry: str) -> bool:
-    """Check a password against a Mosquitto hash: `$7$` (2.0, PBKDF2) or `$6$` (1.x, salted SHA-512)."""
-    parts = entry.split("$")
-    try:
-        if len(parts) == 5 and parts[1] == "7":
-            iterations, salt, key = int(parts[2]), base64.b64decode(parts[3]), base64.b64decode(parts[4])
-            got = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations, len(key))
-            return hmac.compare_digest(got, key)
-        if len(parts) == 4 and parts[1] == "6":
-            salt, key = base64.b64decode(parts[2]), base64.b64decode(parts[3])
-            return hmac.compare_digest(hashlib.sha512(password.encode("utf-8") + salt).digest(), key)
-    except ValueError:  # bad base64 or iteration count: not a hash we can check
-        return False
-    return False
-
-
-def generate_password() -> str:
-    """192 random bits, URL-safe (no escaping in mqtt:// URLs, YAML or an environment file)."""
-    return secrets.token_urlsafe(24)
+# --- password hashes: hub.security ------------------------------------------------------------
+hash_password = mosquitto_hash  # the names callers and tests have used
+verify_password = verify_mosquitto_hash
 
 
 def _check_password(password: str) -> None:

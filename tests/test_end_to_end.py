@@ -43,7 +43,10 @@ def hub_devices(cfg: Path) -> list[dict[str, object]]:
 
 def test_agent_events_and_test_alarms_reach_the_hub(broker: Broker, tmp_path: Path, h264_file: Path) -> None:
     hub_cfg = tmp_path / "hub.yaml"
-    hub_cfg.write_text(f"data_dir: {tmp_path / 'hub'}\nmqtt: {{url: '{broker.url()}', protocol: {broker.protocol}}}\n")
+    hub_cfg.write_text(
+        f"data_dir: {tmp_path / 'hub'}\nlisten: 127.0.0.1:{free_port()}\n"
+        f"mqtt: {{url: '{broker.url()}', protocol: {broker.protocol}}}\n"
+    )
     hub_log = tmp_path / "hub.log"
     with hub_log.open("ab") as log:
         hub = subprocess.Popen(hub_cmd("run", "--config", str(hub_cfg)), stderr=log)

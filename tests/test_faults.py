@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from edge_agent.events.ids import new_event_id
-from tests.conftest import HUB_SUBSCRIBED, log_count, wait_for
+from tests.conftest import HUB_SUBSCRIBED, free_port, log_count, wait_for
 from tests.support.brokers import Broker
 
 RATE = 20.0
@@ -32,7 +32,10 @@ def test_broker_outage_agent_kill_and_hub_kill_lose_nothing(mosquitto: Broker, t
     assert ids == sorted(ids)
     (tmp_path / "ids").write_text("\n".join(ids))
     hub_cfg = tmp_path / "hub.yaml"
-    hub_cfg.write_text(f"data_dir: {tmp_path / 'hub'}\nmqtt: {{url: '{mosquitto.url()}', protocol: v5}}\n")
+    hub_cfg.write_text(
+        f"data_dir: {tmp_path / 'hub'}\nlisten: 127.0.0.1:{free_port()}\n"
+        f"mqtt: {{url: '{mosquitto.url()}', protocol: v5}}\n"
+    )
     hub_db = tmp_path / "hub" / "hub.db"
     hub_log = tmp_path / "hub.log"
 

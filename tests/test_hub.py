@@ -45,7 +45,11 @@ def hub_cmd(*args: str) -> list[str]:
 
 
 def hub_config(tmp_path: Path, url: str, protocol: str, **extra: Any) -> HubConfig:
-    raw: dict[str, Any] = {"data_dir": str(tmp_path / "hub-data"), "mqtt": {"url": url, "protocol": protocol}}
+    raw: dict[str, Any] = {
+        "data_dir": str(tmp_path / "hub-data"),
+        "mqtt": {"url": url, "protocol": protocol},
+        "listen": f"127.0.0.1:{free_port()}",  # the web server: a port of its own per test
+    }
     raw.update(extra)
     return HubConfig.model_validate(raw)
 

@@ -1,0 +1,137 @@
+"""Who may call what: every route's permission, in one place.
+
+Each route states its policy in its signature with exactly one of `public()`, `signed_in()` or
+`allow(*roles)` (pages: the `page_*` twins, which send a stranger to the sign-in page instead of
+answering 401). `create_app` refuses to start if any route lacks one, and the authorisation
+test builds its matrix from these policies, so a new route cannot forget its rule.
+
+Object-level checks (`visible_camera`, and the services' own filters) answer 404 for what the
+caller may not see, exactly as for what does not exist: a shop owner cannot even learn that a
+neighbour's camera id is real.
+
+Credentials: a browser sends the session cookie (HttpOnly, SameSite=Lax) and, on every request
+that changes something, the CSRF token the page was given (header X-CSRF-Token). An API client
+sends `Authorization: Bearer <token>` (the login's token, or an API token) and needs no CSRF
+token, since a browser never attaches that header on its own.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.routing import APIRoute
+
+from hub.models import ROLES, Camera, Principal, Role
+from hub.security import same_secret
+from hub.services import accounts, alerts
+from hub.services.audit import Actor
+from hub.store import connect
+
+SESSION_COOKIE = "diaolou_session"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class LoginRedirect(Exception):
+    """A page asked by someone not signed in: app.py turns this into a redirect to /login."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    roles: frozenset[Role] | None  # None: anyone signed in; see `public`
+    public: bool = False
+    page: bool = False
+
+
+def get_conn(request: Request) -> Iterator[sqlite3.Connection]:
+    conn = connect(request.app.state.db_path)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+Conn = Annotated[sqlite3.Connection, Depends(get_conn)]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "?"
+
+
+def _principal(request: Request, conn: sqlite3.Connection) -> Principal | None:
+    header = request.headers.get("authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, "the Authorization header must be `Bearer <token>`")
+        return accounts.authenticate(conn, token.strip(), "bearer")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    principal = accounts.authenticate(conn, cookie, "session")
+    unsafe = request.method not in _SAFE_METHODS
+    if principal is not None and unsafe and not same_secret(request.headers.get(CSRF_HEADER), principal.csrf):
+        raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+    return principal
+
+
+def _make(policy: Policy) -> Callable[..., Any]:
+    def dependency(request: Request, conn: Conn) -> Principal | None:
+        if policy.public:
+            return None
+        principal = _principal(request, conn)
+        if principal is None:
+            if policy.page:
+                raise LoginRedirect()
+            raise HTTPException(401, "sign in first (session cookie or Authorization: Bearer <token>)")
+        if policy.roles is not None and principal.role not in policy.roles:
+            raise HTTPException(403, f"a {principal.role} may not do this")
+        request.state.principal = principal
+        return principal
+
+    dependency.policy = policy  # type: ignore[attr-defined]
+    return dependency
+
+
+def public() -> Any:
+    return Depends(_make(Policy(roles=None, public=True)))
+
+
+def signed_in() -> Any:
+    return Depends(_make(Policy(roles=None)))
+
+
+def allow(*roles: Role) -> Any:
+    unknown = set(roles) - set(ROLES)
+    if unknown or not roles:
+        raise ValueError(f"allow() needs roles from {ROLES}, got {roles}")
+    return Depends(_make(Policy(roles=frozenset(roles))))
+
+
+def page_signed_in() -> Any:
+    return Depends(_make(Policy(roles=None, page=True)))
+
+
+def page_allow(*roles: Role) -> Any:
+    return Depends(_make(Policy(roles=frozenset(roles), page=True)))
+
+
+def policy_of(route: APIRoute) -> Policy | None:
+    """The policy a route declared (exactly one), or None."""
+    found = [getattr(dep.call, "policy", None) for dep in route.dependant.dependencies if hasattr(dep.call, "policy")]
+    return found[0] if len(found) == 1 else None
+
+
+def actor(request: Request, principal: Principal) -> Actor:
+    return Actor.of(principal, client_address(request))
+
+
+def visible_camera(conn: sqlite3.Connection, principal: Principal, cid: str) -> Camera:
+    camera = alerts.get_camera(conn, principal, cid)
+    if camera is None:
+        raise HTTPException(404, f"no camera {cid[:80]!r}")
+    return camera

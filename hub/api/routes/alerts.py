@@ -1,0 +1,100 @@
+"""The alert feed, one alert, its snapshot, and the live stream of new alerts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from hub.api.deps import Conn, actor, signed_in
+from hub.models import Alert, AlertPage, Principal
+from hub.services import alerts, audit
+from hub.store import connect
+
+router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+STREAM_POLL_SECONDS = 0.5
+STREAM_KEEPALIVE_SECONDS = 15.0
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+@router.get("", response_model=AlertPage)
+def feed(
+    conn: Conn,
+    camera: str | None = Query(None, max_length=200, description="Only this camera (site.device.camera)."),
+    zone: str | None = Query(None, max_length=64, description="Only alerts in this zone."),
+    since: datetime | None = Query(None, description="ISO 8601; only alerts at or after."),
+    until: datetime | None = Query(None, description="ISO 8601; only alerts before."),
+    before: str | None = Query(None, max_length=64, description="The `next` of the previous page."),
+    after: str | None = Query(None, max_length=64, description="The `newest` of an earlier answer."),
+    limit: int = Query(30, ge=1, le=alerts.PAGE_MAX),
+    principal: Principal = signed_in(),
+) -> AlertPage:
+    """Alerts of the cameras the caller may see, newest first."""
+    try:
+        return alerts.feed(conn, principal, camera, zone, _epoch(since), _epoch(until), before, after, limit)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+@router.get("/stream")
+async def stream(
+    request: Request,
+    camera: str | None = Query(None, max_length=200),
+    after: str | None = Query(None, max_length=64),
+    principal: Principal = signed_in(),
+) -> StreamingResponse:
+    """Server-sent events: one `alert` event (JSON) per new alert, as the hub stores it."""
+    db_path = request.app.state.db_path
+
+    def poll(cursor: str | None) -> AlertPage:
+        conn = connect(db_path)
+        try:
+            return alerts.feed(conn, principal, camera=camera, after=cursor, limit=alerts.PAGE_MAX)
+        finally:
+            conn.close()
+
+    async def events() -> AsyncIterator[str]:
+        cursor = after
+        if cursor is None:
+            cursor = (await run_in_threadpool(poll, None)).newest or "0:0"
+        idle = 0.0
+        yield "retry: 2000\n\n"
+        while not await request.is_disconnected():
+            page = await run_in_threadpool(poll, cursor)
+            for item in reversed(page.items):
+                yield f"event: alert\ndata: {item.model_dump_json()}\n\n"
+            if page.newest:
+                cursor = page.newest
+            idle = 0.0 if page.items else idle + STREAM_POLL_SECONDS
+            if idle >= STREAM_KEEPALIVE_SECONDS:
+                yield ": keepalive\n\n"
+                idle = 0.0
+            await asyncio.sleep(STREAM_POLL_SECONDS)
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+@router.get("/{alert_id}", response_model=Alert)
+def get_alert(alert_id: str, conn: Conn, principal: Principal = signed_in()) -> Alert:
+    alert = alerts.get_alert(conn, principal, alert_id)
+    if alert is None:
+        raise HTTPException(404, f"no alert {alert_id[:40]!r}")
+    return alert
+
+
+@router.get("/{alert_id}/snapshot", response_class=FileResponse)
+def snapshot(alert_id: str, request: Request, conn: Conn, principal: Principal = signed_in()) -> FileResponse:
+    """The alert's JPEG. Every view is in the audit log."""
+    path = alerts.snapshot_file(conn, request.app.state.data_dir, principal, alert_id)
+    if path is None:
+        raise HTTPException(404, f"no snapshot for alert {alert_id[:40]!r}")
+    audit.record(conn, actor(request, principal), "snapshot.view", alert_id)
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

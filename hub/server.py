@@ -1,0 +1,124 @@
+"""The hub process: database, embedded broker (optional), MQTT ingest and the web server, started
+and stopped in the right order. `diaolou-hub run` is this with signal handling around it.
+
+Start: the database first (migrations), then the broker (ingest needs it), then ingest, then the
+web server (it reads what ingest writes). Stop: the reverse, and ingest commits and acknowledges
+what it received before the broker goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+
+import uvicorn
+
+from hub.api.app import create_app
+from hub.broker import BrokerStartError, EmbeddedBroker
+from hub.config import HubConfig
+from hub.db import HubDB
+from hub.ingest import Ingest
+from hub.migrations import SchemaTooNew
+
+log = logging.getLogger("diaolou.hub")
+WEB_START_TIMEOUT = 30.0
+
+
+class HubStartError(RuntimeError):
+    """A part that could not start; the message names it and why."""
+
+
+@dataclass
+class _Web:
+    server: uvicorn.Server
+    thread: threading.Thread
+
+
+class HubServer:
+    def __init__(self, config: HubConfig, quiet_broker: bool = True) -> None:
+        self.config = config
+        self.quiet_broker = quiet_broker
+        self.db: HubDB | None = None
+        self.broker: EmbeddedBroker | None = None
+        self.ingest: Ingest | None = None
+        self._web: _Web | None = None
+
+    def start(self) -> None:
+        config = self.config
+        try:
+            self.db = HubDB(
+                config.db_path, config.ingest.sqlite_synchronous, max_dead_letters=config.limits.max_dead_letters
+            )
+        except (OSError, ValueError, sqlite3.DatabaseError, SchemaTooNew) as exc:
+            raise HubStartError(f"cannot open the hub database {config.db_path}: {exc}") from None
+        try:
+            if config.embedded_broker.enabled:
+                if self.quiet_broker:
+                    # amqtt logs every connection, and its state machine library every transition, at INFO.
+                    for name in ("amqtt", "transitions"):
+                        logging.getLogger(name).setLevel(logging.WARNING)
+                self.broker = EmbeddedBroker(config.embedded_broker, config.mqtt.session_expiry_seconds)
+                try:
+                    self.broker.start()
+                except BrokerStartError as exc:
+                    raise HubStartError(str(exc)) from None
+            self.ingest = Ingest(config, self.db)
+            self.ingest.start()
+            self._start_web()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_web(self) -> None:
+        web = self.config.web
+        host, _, port = self.config.listen.rpartition(":")
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(self.config),
+                host=host.strip("[]"),
+                port=int(port),
+                log_level="warning",
+                access_log=False,
+                ssl_certfile=str(web.tls_cert_file) if web.tls_cert_file else None,
+                ssl_keyfile=str(web.tls_key_file) if web.tls_key_file else None,
+                lifespan="off",
+            )
+        )
+        # uvicorn installs signal handlers only on the main thread: this one is not, so SIGTERM
+        # stays the hub's, which stops the web server in order.
+        thread = threading.Thread(target=server.run, name="diaolou-hub-web", daemon=True)
+        thread.start()
+        self._web = _Web(server, thread)
+        started = threading.Event()
+
+        def wait() -> bool:
+            return bool(server.started) or not thread.is_alive()
+
+        for _ in range(int(WEB_START_TIMEOUT * 20)):
+            if wait():
+                break
+            started.wait(0.05)
+        if not server.started:
+            raise HubStartError(
+                f"the web server could not listen on {self.config.listen} (listen): is the port taken? "
+                "See the log above."
+            )
+        scheme = "https" if web.tls_cert_file else "http"
+        log.info("web UI and API on %s://%s/ (OpenAPI at /docs)", scheme, self.config.listen)
+
+    def stop(self) -> None:
+        if self._web is not None:
+            self._web.server.should_exit = True
+            self._web.thread.join(10)
+            self._web = None
+        if self.ingest is not None:
+            self.ingest.stop()  # commits and acknowledges what arrived; the session stays at the broker
+            self.ingest = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        if self.db is not None:
+            self.db.close()
+            self.db = None
