@@ -4,14 +4,21 @@ The clip starts at the keyframe at or before the requested start (a clip must st
 keyframe to play), and its manifest records the requested and the actual window and the
 SHA-256 of the clip and of every source segment, so a police officer can later show that the
 clip is what the box recorded.
+
+Every source is read once, checked against the size and SHA-256 its index row holds, and
+remuxed from those same bytes, so the manifest never states a hash that is not of what went
+into the clip. A segment that fails the check or does not demux is left out (integrity.py): the
+clip is made from the rest and the manifest lists the segment under `gaps`, with the problem.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import io
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -21,8 +28,9 @@ import av
 
 from edge_agent import __version__
 from edge_agent.record.index import SegmentIndex
+from edge_agent.record.integrity import SegmentBytes, SegmentDamaged, confirm_intact, read_checked, report_damage
 from edge_agent.record.repair import _time_base, repair
-from edge_agent.record.segment import Segment, iso
+from edge_agent.record.segment import Segment, iso, sha256_file
 from edge_agent.record.timeline import build_timeline
 
 MAX_CLIP_SECONDS = 24 * 3600
@@ -66,12 +74,19 @@ class ClipManifest:
         return asdict(self)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+__all__ = ["ClipError", "ClipManifest", "SourceSegment", "export_clip", "find_segments", "sha256_file"]
+
+
+@dataclass
+class _Cut:
+    """What the remux made of the window: the clip's times, its packets, what was used and skipped."""
+
+    begin: float | None = None
+    end: float = 0.0
+    packets: int = 0
+    sources: list[SourceSegment] = field(default_factory=list)
+    used: list[Segment] = field(default_factory=list)
+    skipped: list[Segment] = field(default_factory=list)  # with `damage` set
 
 
 def _hour_dirs(root: Path, camera: str, start: float, end: float) -> list[Path]:
@@ -118,29 +133,39 @@ def export_clip(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     try:
-        actual_start, actual_end, packets = _remux(root, segments, start, end, tmp)
+        cut = _remux(root, index, segments, start, end, tmp)
+        if not cut.used:
+            problems = "; ".join(f"{s.path}: {s.damage}" for s in cut.skipped)
+            raise ClipError(
+                f"no readable recording for camera {camera!r} between {iso(start)} and {iso(end)}: "
+                f"every segment in the window is damaged ({problems})"
+            )
+        if cut.packets == 0 or cut.begin is None:
+            raise ClipError("no packet of the recording falls in the window")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    timeline = build_timeline(camera, segments, max(start, actual_start), min(end, actual_end))
+    # Gaps inside what the clip covers, and every skipped segment of the window wherever it lies.
+    lo, hi = max(start, cut.begin), min(end, cut.end)
+    for skipped in cut.skipped:
+        lo, hi = min(lo, max(start, skipped.start)), max(hi, min(end, skipped.end))
+    timeline = build_timeline(camera, cut.used + cut.skipped, lo, hi)
     manifest = ClipManifest(
         camera=camera,
         requested_start=iso(start),
         requested_end=iso(end),
-        actual_start=iso(actual_start),
-        actual_end=iso(actual_end),
+        actual_start=iso(cut.begin),
+        actual_end=iso(cut.end),
         file=out.name,
         bytes=out.stat().st_size,
         sha256=sha256_file(out),
         codec=first.codec,
         width=first.width,
         height=first.height,
-        packets=packets,
-        sources=[
-            SourceSegment(s.path, iso(s.start), iso(s.end), s.bytes, sha256_file(root / s.path)) for s in segments
-        ],
+        packets=cut.packets,
+        sources=cut.sources,
         gaps=[g.as_dict() for g in timeline.gaps],
         site=site,
         device=device,
@@ -151,60 +176,90 @@ def export_clip(
     return manifest
 
 
-def _packets(root: Path, segment: Segment) -> Any:
-    """(wall time, packet) for each packet of a segment; time from the segment start and dts."""
-    with av.open(str(root / segment.path)) as container:
+@contextlib.contextmanager
+def _demuxed(checked: SegmentBytes) -> Iterator[tuple[Any, list[tuple[float, Any]]]]:
+    """A segment's video stream and all its (wall time, packet), demuxed from the checked bytes.
+
+    All packets are read before any is used, so a segment that fails to demux halfway is left
+    out whole rather than cut off at a point nobody chose."""
+    segment = checked.segment
+    try:
+        container = av.open(io.BytesIO(checked.data), "r")
+    except av.FFmpegError as exc:
+        raise SegmentDamaged(segment, f"cannot be demuxed: {exc}") from None
+    with container:
+        if not container.streams.video:
+            raise SegmentDamaged(segment, "no video stream")
         stream = container.streams.video[0]
+        timed: list[tuple[float, Any]] = []
         first: int | None = None
-        for packet in container.demux(stream):
-            if packet.dts is None:
-                continue
-            if first is None:
-                first = packet.dts
-            yield segment.start + float((packet.dts - first) * _time_base(stream)), packet, stream
+        try:
+            for packet in container.demux(stream):
+                if packet.dts is None:
+                    continue
+                if first is None:
+                    first = packet.dts
+                timed.append((segment.start + float((packet.dts - first) * _time_base(stream)), packet))
+        except (av.FFmpegError, ValueError) as exc:
+            raise SegmentDamaged(segment, f"cannot be demuxed: {exc}") from None
+        yield stream, timed
 
 
-def _remux(root: Path, segments: list[Segment], start: float, end: float, tmp: Path) -> tuple[float, float, int]:
-    # Where does the clip begin? The last keyframe at or before `start` in the first segment that
-    # has one (a window starting in a gap begins at the first keyframe after it).
+def _begin(timed: list[tuple[float, Any]], start: float) -> float | None:
+    """The last keyframe at or before `start`, else the first keyframe (a window starting in a gap)."""
     begin_at: float | None = None
-    for t, packet, _ in _packets(root, segments[0]):
+    for t, packet in timed:
         if packet.is_keyframe and (t <= start or begin_at is None):
             begin_at = t
         if t > start:
             break
-    if begin_at is None:
-        raise ClipError(f"segment {segments[0].path} has no keyframe; it cannot start a clip")
+    return begin_at
 
-    packets = 0
+
+def _remux(root: Path, index: SegmentIndex, segments: list[Segment], start: float, end: float, tmp: Path) -> _Cut:
+    cut = _Cut()
     last_dts = -1
-    actual_end = begin_at
     with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as dst:
         out_stream: Any = None
         tb: Fraction | None = None
         for segment in segments:
-            for t, packet, stream in _packets(root, segment):
-                if t < begin_at - 1e-6:
-                    continue
-                if t > end:
-                    break
-                if out_stream is None:
-                    out_stream = dst.add_stream_from_template(stream)
-                    if stream.codec_context.name == "hevc":
-                        out_stream.codec_tag = "hvc1"
-                    tb = stream.time_base
-                assert tb is not None
-                dts = max(round((t - begin_at) / float(tb)), last_dts + 1)
-                delay = (packet.pts - packet.dts) if packet.pts is not None else 0
-                duration = packet.duration or 0
-                packet.dts = dts
-                packet.pts = dts + delay
-                packet.time_base = tb
-                packet.stream = out_stream
-                dst.mux(packet)
-                last_dts = dts
-                packets += 1
-                actual_end = max(actual_end, t + float(duration * stream.time_base))
-    if packets == 0:
-        raise ClipError("no packet of the recording falls in the window")
-    return begin_at, actual_end, packets
+            try:
+                checked = read_checked(root, segment)
+                with _demuxed(checked) as (stream, timed):
+                    if cut.begin is None:
+                        cut.begin = _begin(timed, start)
+                        if cut.begin is None:
+                            raise SegmentDamaged(segment, "no keyframe; it cannot start a clip")
+                        cut.end = cut.begin
+                    for t, packet in timed:
+                        if t < cut.begin - 1e-6:
+                            continue
+                        if t > end:
+                            break
+                        if out_stream is None:
+                            out_stream = dst.add_stream_from_template(stream)
+                            if stream.codec_context.name == "hevc":
+                                out_stream.codec_tag = "hvc1"
+                            tb = stream.time_base
+                        assert tb is not None
+                        dts = max(round((t - cut.begin) / float(tb)), last_dts + 1)
+                        delay = (packet.pts - packet.dts) if packet.pts is not None else 0
+                        duration = packet.duration or 0
+                        packet.dts = dts
+                        packet.pts = dts + delay
+                        packet.time_base = tb
+                        packet.stream = out_stream
+                        dst.mux(packet)
+                        last_dts = dts
+                        cut.packets += 1
+                        cut.end = max(cut.end, t + float(duration * stream.time_base))
+            except SegmentDamaged as exc:
+                report_damage(index, segment.path, segment.damage, exc.problem)
+                cut.skipped.append(replace(segment, damage=exc.problem))
+                continue
+            confirm_intact(index, checked)
+            cut.used.append(replace(segment, damage=None))
+            cut.sources.append(
+                SourceSegment(segment.path, iso(segment.start), iso(segment.end), len(checked.data), checked.sha256)
+            )
+    return cut

@@ -4,6 +4,10 @@ The files on disk are the truth; the index is a fast, repairable view of them. T
 segment rows be batched (one small commit every `index_flush_seconds`, kind to SD cards):
 a crash before a flush loses no recording, because the repair on start re-indexes files
 the index does not know.
+
+Each row also keeps the segment's size and SHA-256 as finished, and `damage`: why the file no
+longer matches them or cannot be read (None while it is intact). A damaged row stays (its file
+is evidence of what happened and retention deletes it in its time) but counts as a gap.
 """
 
 from __future__ import annotations
@@ -71,12 +75,20 @@ class SegmentIndex:
                         # Filled by the detection issue: share of frames with motion, persons seen.
                         "motion": float,
                         "persons": int,
+                        "sha256": str,
+                        "damage": str,
                     },
                     pk="path",
                     not_null={"camera", "start", "end"},
                 )
                 self.db.table("segments").create_index(["camera", "start"])
                 self.db.table("segments").create_index(["start"])
+            # An index.db from before hashes: add the columns in place; rows without a hash get one
+            # when they are first checked (integrity.py).
+            columns = self.db.table("segments").columns_dict
+            for name in ("sha256", "damage"):
+                if name not in columns:
+                    self.db.table("segments").add_column(name, str)
             if "holds" not in self.db.table_names():
                 self.db.table("holds").create(
                     {"id": int, "camera": str, "start": float, "end": float, "reason": str, "created": float},
@@ -93,7 +105,8 @@ class SegmentIndex:
         with self._lock:
             if not self._pending:
                 return 0
-            rows = [s.row() for s in self._pending.values()]
+            # `damage` is only ever set by `mark_damaged`: a queued row must not clear it.
+            rows = [{k: v for k, v in s.row().items() if k != "damage"} for s in self._pending.values()]
             try:
                 with self.db.conn:
                     self.db.table("segments").upsert_all(rows, pk="path", alter=False)
@@ -117,12 +130,44 @@ class SegmentIndex:
             with self.db.conn:
                 self.db.execute("update segments set motion = ?, persons = ? where path = ?", [motion, persons, path])
 
+    def mark_damaged(self, path: str, damage: str | None) -> None:
+        """Record what is wrong with a segment's file (None: it is intact again)."""
+        self.flush()
+        with self._lock, self.db.conn:
+            self.db.execute("update segments set damage = ? where path = ?", [damage, path])
+
+    def set_sha256(self, path: str, sha256: str) -> None:
+        """Give a row indexed without a hash (by an older version) the hash of its file."""
+        self.flush()
+        with self._lock, self.db.conn:
+            self.db.execute("update segments set sha256 = ? where path = ? and sha256 is null", [sha256, path])
+
+    def newest(self, per_camera: int) -> list[Segment]:
+        """The newest `per_camera` segments of every camera, newest first."""
+        self.flush()
+        sql = (
+            "select * from (select *, row_number() over (partition by camera order by start desc) as n "
+            "from segments) where n <= ? order by start desc"
+        )
+        with self._lock:
+            return [Segment.from_row(r) for r in self.db.query(sql, [per_camera])]
+
+    def fingerprints(self) -> dict[str, tuple[int, str | None]]:
+        """path: (bytes, damage) of every segment, for a quick size check against the disk."""
+        with self._lock:
+            query = self.db.query("select path, bytes, damage from segments")
+            rows = {r["path"]: (r["bytes"], r["damage"]) for r in query}
+            rows.update({s.path: (s.bytes, None) for s in self._pending.values()})
+            return rows
+
     @property
     def pending(self) -> int:
         return len(self._pending)
 
     def segments(self, camera: str, start: float, end: float) -> list[Segment]:
-        """Segments of `camera` overlapping [start, end], oldest first (pending ones included)."""
+        """Segments of `camera` overlapping [start, end], oldest first (pending ones included).
+
+        Damaged ones are included, with their `damage`: the timeline shows them as gaps."""
         with self._lock:
             rows = self.db.query(
                 "select * from segments where camera = ? and end > ? and start < ? order by start",
@@ -179,7 +224,7 @@ class SegmentIndex:
         with self._lock:
             rows = self.db.query(
                 "select camera, count(*) as segments, sum(bytes) as bytes, min(start) as first, "
-                "max(end) as last from segments group by camera"
+                "max(end) as last, count(damage) as damaged from segments group by camera"
             )
             return {r.pop("camera"): r for r in rows}
 

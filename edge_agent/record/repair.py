@@ -1,4 +1,5 @@
-"""Make the index match the disk: index unknown files, salvage interrupted ones, drop missing rows.
+"""Make the index match the disk: index unknown files, salvage interrupted ones, drop missing rows,
+and mark segments whose file is no longer the one recorded (integrity.py).
 
 Runs on every start (after a kill -9 or a power cut) and, limited to a few directories, before
 a clip or timeline query so that segments finished since the last index flush are included.
@@ -6,6 +7,8 @@ a clip or timeline query so that segments finished since the last index flush ar
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from typing import Any
 import av
 
 from edge_agent.record.index import SegmentIndex
+from edge_agent.record.integrity import check_newest, report_damage, size_problem
 from edge_agent.record.paths import PART_SUFFIX, parse_relpath
 from edge_agent.record.segment import START_TAG, Segment, parse_iso
 
@@ -28,17 +32,20 @@ class RepairReport:
     salvaged: int = 0
     discarded: int = 0
     missing_rows: int = 0
+    damaged: int = 0  # segments newly found damaged (see integrity.py)
 
 
 def probe_segment(root: Path, rel: str, salvaged: bool = False) -> Segment | None:
-    """Read a segment's packets (no decoding) to learn its timing; None if nothing is playable."""
+    """Read a segment's packets (no decoding) to learn its timing; None if nothing is playable.
+
+    Size and SHA-256 are those of the very bytes probed."""
     parsed = parse_relpath(rel)
     if parsed is None:
         return None
     camera, path_start = parsed
-    path = root / rel
     try:
-        with av.open(str(path)) as container:
+        data = (root / rel).read_bytes()
+        with av.open(io.BytesIO(data), "r") as container:
             if not container.streams.video:
                 return None
             stream = container.streams.video[0]
@@ -53,12 +60,13 @@ def probe_segment(root: Path, rel: str, salvaged: bool = False) -> Segment | Non
                 start=start,
                 end=start + seconds,
                 path=rel,
-                bytes=path.stat().st_size,
+                bytes=len(data),
                 codec=ctx.name,
                 width=ctx.width,
                 height=ctx.height,
                 keyframes=keyframes,
                 salvaged=salvaged,
+                sha256=hashlib.sha256(data).hexdigest(),
             )
     except (av.FFmpegError, OSError, ValueError) as exc:
         log.warning("cannot read segment %s: %s", rel, exc)
@@ -140,10 +148,13 @@ def salvage_part(root: Path, part_rel: str) -> Segment | None:
 
 
 def repair(root: Path, index: SegmentIndex, directories: list[Path] | None = None) -> RepairReport:
-    """Reconcile `index` with the files under `root` (or only under `directories`)."""
-    known = index.known_paths()
+    """Reconcile `index` with the files under `root` (or only under `directories`).
+
+    A known file whose size is not its row's is marked damaged; the full (start-up) repair also
+    checks the newest segments of each camera byte for byte."""
+    known = index.fingerprints()
     seen: set[str] = set()
-    indexed = salvaged = discarded = 0
+    indexed = salvaged = discarded = damaged = 0
     for directory in directories if directories is not None else _camera_dirs(root):
         if not directory.is_dir():
             continue
@@ -169,6 +180,11 @@ def repair(root: Path, index: SegmentIndex, directories: list[Path] | None = Non
                 continue
             seen.add(rel)
             if rel in known:
+                recorded, damage = known[rel]
+                problem = size_problem(recorded, path.stat().st_size)
+                if problem is not None and problem != damage:
+                    report_damage(index, rel, damage, problem)
+                    damaged += 1
                 continue
             segment = probe_segment(root, rel)
             if segment is None:
@@ -182,20 +198,23 @@ def repair(root: Path, index: SegmentIndex, directories: list[Path] | None = Non
             indexed += 1
     missing = 0
     if directories is None:
-        gone = known - seen
+        gone = set(known) - seen
         missing = len(gone)
         if gone:
             index.remove(gone)
     index.flush()
-    report = RepairReport(indexed, salvaged, discarded, missing)
-    if indexed or salvaged or discarded or missing:
+    if directories is None:
+        damaged += check_newest(root, index)
+    report = RepairReport(indexed, salvaged, discarded, missing, damaged)
+    if indexed or salvaged or discarded or missing or damaged:
         log.info(
             "index repaired: %d files indexed, %d interrupted segments salvaged, %d unplayable discarded, "
-            "%d rows without a file dropped",
+            "%d rows without a file dropped, %d damaged segments found",
             indexed,
             salvaged,
             discarded,
             missing,
+            damaged,
         )
     return report
 

@@ -4,11 +4,16 @@ Segments are fragmented MP4 written by stream copy: a fragment is flushed at eve
 and at least once a second, so a power cut leaves a `.part` file whose fragments up to the
 cut still play (the repair on start salvages it). A finished segment is fsynced and renamed
 from `.part` to `.mp4`, so a `.mp4` name always means a complete file.
+
+Each finished segment carries its size and SHA-256, taken from the bytes as they were written
+(hashing ~250 KB/s per camera costs next to nothing), so a later change to the file, a truncation
+or a garbled block, can be told from the recording (see integrity.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 from dataclasses import asdict, dataclass
@@ -51,6 +56,8 @@ class Segment:
     salvaged: bool = False
     motion: float | None = None  # share of analysed frames with motion (None: not analysed)
     persons: int | None = None  # most people tracked at once during the segment
+    sha256: str | None = None  # of the file as finished (None: indexed by a version before hashes)
+    damage: str | None = None  # what is wrong with the file now (None: intact or not yet checked)
 
     @property
     def duration(self) -> float:
@@ -77,7 +84,17 @@ class Segment:
             salvaged=bool(row["salvaged"]),
             motion=row.get("motion"),
             persons=row.get("persons"),
+            sha256=row.get("sha256"),
+            damage=row.get("damage"),
         )
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def iso(t: float) -> str:
@@ -152,16 +169,18 @@ class SegmentWriter:
             self._file.close()
         os.replace(self.part_path, self.final_path)
         fsync_dir(self.final_path.parent)
+        size = self.final_path.stat().st_size
         return Segment(
             camera=self.camera,
             start=self.start,
             end=end,
             path=self.rel,
-            bytes=self.final_path.stat().st_size,
+            bytes=size,
             codec=self.codec,
             width=self.width,
             height=self.height,
             keyframes=self.keyframes,
+            sha256=self._file.sha256(size) or sha256_file(self.final_path),
         )
 
     def abandon(self) -> None:
@@ -178,11 +197,24 @@ class _SegmentFile(io.RawIOBase):
     leaves a segment with holes that still looks whole. Writing through Python, a failed or
     short write raises OSError(ENOSPC) in `mux()` at once, so the recorder knows exactly where
     the good part of the file ends.
+
+    It also hashes the bytes as they go by, as long as the muxer writes the file front to back
+    (fragmented MP4 does); after a write anywhere else the hash is dropped and `close` of the
+    segment reads the file back instead.
     """
 
     def __init__(self, path: Path) -> None:
         super().__init__()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._pos = 0
+        self._hash: Any = hashlib.sha256()
+        self._hashed = 0  # bytes [0, _hashed) are in the hash
+
+    def sha256(self, size: int) -> str | None:
+        """The hash of the whole file if it was written front to back and is `size` bytes long."""
+        if self._hash is None or self._hashed != size:
+            return None
+        return str(self._hash.hexdigest())
 
     def writable(self) -> bool:
         return True
@@ -195,16 +227,24 @@ class _SegmentFile(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         view = memoryview(data)
+        if self._hash is not None:
+            if self._pos == self._hashed:
+                self._hash.update(view)
+                self._hashed += len(view)
+            else:
+                self._hash = None  # a write back into the file (or past its end): hash it at close
         done = 0
         while done < len(view):
             done += os.write(self._fd, view[done:])  # a short write is retried; ENOSPC raises
+        self._pos += done
         return done
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return os.lseek(self._fd, offset, whence)
+        self._pos = os.lseek(self._fd, offset, whence)
+        return self._pos
 
     def tell(self) -> int:
-        return os.lseek(self._fd, 0, io.SEEK_CUR)
+        return self._pos
 
     def close(self) -> None:
         if not self.closed:
