@@ -175,8 +175,7 @@ SECTION_NOTES: dict[str, str] = {
     "MqttConfig": "The link to the broker (docs/mqtt.md).",
     "Defaults": "Merged into every camera (see *How the file is read*, step 3).",
     "RecordConfig": "Recording of the main stream into the ring buffer (stream copy).",
-    "DetectConfig": "Analysis of the detection stream: motion, person detection, tracking, events "
-    "(docs/detection.md).",
+    "DetectConfig": "Analysis of the detection stream: motion, person detection, tracking, events (docs/detection.md).",
     "ReconnectConfig": "Timeouts and the reconnect backoff. The backoff doubles from "
     "`initial_seconds` up to `max_seconds`, with +/-20 % jitter, and starts over once the camera "
     "delivers packets again.",

@@ -6,5 +6,6 @@ source scripts/lib.sh
 ensure_debian_packages "${TEST_DEBIAN_PACKAGES[@]}"
 ensure_venv
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

@@ -308,6 +308,7 @@ def test_last_will_says_offline_unclean_when_the_connection_dies(
         gate.reopen()
         assert link.wait_connected(WAIT)
         assert wait_for(lambda: subscriber.statuses()[-1][0].state == "online", WAIT)
+
         # Subscriptions (commands) are renewed on the new session. amqtt may handle the renewed
         # SUBSCRIBE after it forwards the "online" status, so the command is sent until it lands.
         def delivered() -> bool:
