@@ -65,6 +65,15 @@ class OutboxMessage:
     size: int
 
 
+@dataclass(frozen=True)
+class Added:
+    """What `Outbox.add` did: the new row's seq (None: the message itself was dropped) and the
+    older rows it evicted to make room, so a caller can tell the person who asked."""
+
+    seq: int | None
+    evicted: tuple[int, ...] = ()
+
+
 def message_size(topic: str, payload: bytes) -> int:
     """What a row counts against the bound: the bytes that go on the wire (SQLite overhead aside)."""
     return len(topic.encode("utf-8")) + len(payload)
@@ -121,6 +130,10 @@ class Outbox:
     def enqueue(self, topic: str, payload: bytes, qos: int = 1, priority: int = PRIORITY_EVENT) -> int | None:
         """Commit a message; returns its seq, or None when it was itself dropped because the outbox
         is full of messages of higher priority (or it alone is larger than the bound)."""
+        return self.add(topic, payload, qos, priority).seq
+
+    def add(self, topic: str, payload: bytes, qos: int = 1, priority: int = PRIORITY_EVENT) -> Added:
+        """`enqueue`, also reporting the seqs of the older messages evicted to make room."""
         size = message_size(topic, payload)
         with self._write(durable=True) as cur:
             total = self._meta(cur, "bytes")
@@ -131,7 +144,7 @@ class Outbox:
                 if size > self.max_bytes or sum(s for _, s in victims) < need:
                     # Nothing of equal or lower priority can make room: the new message is the one to go.
                     self._count_drop(cur, 1, priority, reason="full of higher-priority messages")
-                    return None
+                    return Added(None)
                 cur.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, _ in victims])
                 self._count_drop(cur, len(victims), priority, reason="dropping lowest-priority oldest messages")
                 total -= sum(s for _, s in victims)
@@ -145,7 +158,7 @@ class Outbox:
             log.warning("outbox has room again; %d messages were dropped while it was full", self._burst_dropped)
             self._dropping, self._burst_dropped = False, 0
         assert seq is not None
-        return seq
+        return Added(seq, tuple(victim for victim, _ in victims))
 
     def _victims(self, cur: sqlite3.Cursor, need: int, priority: int) -> list[tuple[int, int]]:
         """Oldest rows of the lowest priorities (never above the new message's) until `need` bytes."""

@@ -8,6 +8,9 @@ Who sends them depends on whether the agent runs (it holds <storage.root>/agent.
 - agent not running: we take the lock ourselves (an agent starting meanwhile waits for it),
   run a link with the agent's client id until the rows are acknowledged, and stop;
 - broker unreachable or refusing: the events stay queued and the agent sends them when it runs.
+
+A full outbox is reported, never hidden: test alarms may evict older replies and test alarms
+(never real alerts), and the message says how many, before it says what was delivered.
 """
 
 from __future__ import annotations
@@ -20,11 +23,56 @@ from typing import Literal
 from contract import Event, encode, topic
 from contract.broker import parse_broker_url
 from edge_agent.comms.link import MqttLink
-from edge_agent.comms.outbox import PRIORITY_TEST, AgentLock, Outbox
+from edge_agent.comms.outbox import PRIORITY_TEST, Added, AgentLock, Outbox
 from edge_agent.config.schema import AgentConfig
 from edge_agent.events.ids import new_event_id
 
 POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Queued:
+    """How the test alarms went into the outbox."""
+
+    count: int  # asked for
+    seqs: list[int]  # ours, still in the outbox once all were added
+    refused: int  # ours dropped at once: the outbox is full of real alerts
+    pushed_out: int  # ours evicted by our own later ones: the outbox holds fewer than `count`
+    evicted: int  # older messages dropped to make room for ours
+
+    @classmethod
+    def of(cls, added: list[Added]) -> Queued:
+        ours = {a.seq for a in added if a.seq is not None}
+        evicted = {seq for a in added for seq in a.evicted}
+        return cls(
+            count=len(added),
+            seqs=sorted(ours - evicted),
+            refused=sum(a.seq is None for a in added),
+            pushed_out=len(ours & evicted),
+            evicted=len(evicted - ours),
+        )
+
+    def notes(self, outbox: Outbox) -> list[str]:
+        """One line per way the full outbox changed things; empty when it had room."""
+        bound = f"mqtt.outbox_max_mb (now {outbox.max_bytes / 1e6:g} MB)"
+        lines = []
+        if self.evicted:
+            lines.append(
+                f"queued {_alarms(len(self.seqs))}; the outbox {outbox.path} is full and dropped {self.evicted} "
+                f"older message{'' if self.evicted == 1 else 's'} to make room (replies or earlier test alarms, "
+                f"never real alerts); raise {bound} to keep more while the link is down"
+            )
+        if self.pushed_out:
+            lines.append(
+                f"{self.pushed_out} of {_alarms(self.count)} were pushed out by the later ones: the outbox holds "
+                f"fewer; ask for fewer (--count) or raise {bound}"
+            )
+        if self.refused:
+            lines.append(
+                f"{self.refused} of {_alarms(self.count)} were dropped at once: the outbox {outbox.path} is full of "
+                "real alerts waiting for the broker (see the agent's log for the link state)"
+            )
+        return lines
 
 
 @dataclass(frozen=True)
@@ -38,6 +86,7 @@ class TestAlarmResult:
     via: Literal["agent", "direct"]
     message: str  # for humans
     event_ids: list[str] = field(default_factory=list)
+    evicted: int = 0  # older messages (replies, earlier test alarms) the full outbox dropped for these
 
     @property
     def ok(self) -> bool:
@@ -67,11 +116,14 @@ def send_test_alarms(config: AgentConfig, count: int = 1, wait_seconds: float = 
     outbox = Outbox.at(root, config.mqtt.outbox_max_mb)
     try:
         event_topic = topic(config.site, config.device, "event")
-        seqs = [s for s in (outbox.enqueue(event_topic, encode(e), 1, PRIORITY_TEST) for e in events) if s is not None]
+        queued = Queued.of([outbox.add(event_topic, encode(e), 1, PRIORITY_TEST) for e in events])
+        seqs = queued.seqs
+        notes = queued.notes(outbox)
         lock = AgentLock(root)
         if not lock.try_acquire():
             left = _wait_gone(outbox, seqs, wait_seconds)
-            return _result(count, seqs, left, "agent", ids, _agent_message(lock, count, seqs, left, wait_seconds))
+            message = _agent_message(lock, count, seqs, left, wait_seconds)
+            return _result(queued, left, "agent", ids, "\n".join([*notes, message]))
         try:
             link = MqttLink.for_agent(config, outbox, poll_seconds=POLL_SECONDS)
             link.start()
@@ -90,7 +142,7 @@ def send_test_alarms(config: AgentConfig, count: int = 1, wait_seconds: float = 
                 f"{len(left)} of {_alarms(count)} not delivered: {why}. They stay queued in "
                 f"{outbox.path} and the agent sends them when it runs"
             )
-        return _result(count, seqs, left, "direct", ids, _with_drops(message, count, seqs))
+        return _result(queued, left, "direct", ids, "\n".join([*notes, message]))
     finally:
         outbox.close()
 
@@ -117,12 +169,10 @@ def _agent_message(lock: AgentLock, count: int, seqs: list[int], left: set[int],
     pid = lock.holder()
     agent = f"the running agent (pid {pid})" if pid else "the running agent"
     if not left:
-        return _with_drops(f"{_alarms(len(seqs))} acknowledged by the broker, sent by {agent}", count, seqs)
-    return _with_drops(
+        return f"{_alarms(len(seqs))} acknowledged by the broker, sent by {agent}"
+    return (
         f"{len(left)} of {_alarms(count)} not yet acknowledged after {wait_seconds:.0f} s; {agent} has them "
-        "queued and sends them when its link is up (see its log for the link state)",
-        count,
-        seqs,
+        "queued and sends them when its link is up (see its log for the link state)"
     )
 
 
@@ -130,21 +180,16 @@ def _alarms(n: int) -> str:
     return f"{n} test alarm{'' if n == 1 else 's'}"
 
 
-def _with_drops(message: str, count: int, seqs: list[int]) -> str:
-    if len(seqs) < count:
-        return f"{message}; {count - len(seqs)} were dropped because the outbox is full of real alerts"
-    return message
-
-
 def _result(
-    count: int, seqs: list[int], left: set[int], via: Literal["agent", "direct"], ids: list[str], message: str
+    queued: Queued, left: set[int], via: Literal["agent", "direct"], ids: list[str], message: str
 ) -> TestAlarmResult:
     return TestAlarmResult(
-        count=count,
-        sent=len(seqs),
-        acked=len(seqs) - len(left),
+        count=queued.count,
+        sent=len(queued.seqs),
+        acked=len(queued.seqs) - len(left),
         queued=len(left),
         via=via,
         message=message,
         event_ids=ids,
+        evicted=queued.evicted,
     )
