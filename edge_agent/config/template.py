@@ -96,6 +96,10 @@ def render_config(
     out.append(f"# {fields['cameras'].description}")
     out.append("# A camera takes `source`, or `profile` + `host` + `username` + `password` (see")
     out.append("# firmware_configs/profiles); its own record/detect/reconnect/transport keys override `defaults`.")
+    if not cameras:
+        out.append("# At least one camera is needed: `config check` and `run` refuse a config without one.")
+        out.append("# Add one here (or rerun `config init` with --camera NAME=SOURCE), e.g.")
+        out.append("#   shop: {source: rtsp://192.168.1.64/Streaming/Channels/101}")
     out.append("cameras:" if cameras else "cameras: {}")
     camera_fields = CameraConfig.model_fields
     for name, source in cameras:
