@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edge_agent.record.index import SegmentIndex
 from edge_agent.record.repair import repair
+from edge_agent.record.segment import sha256_file
 from edge_agent.record.timeline import build_timeline
 from tests.conftest import agent_cmd, ffmpeg_decodes, wait_for
 
@@ -45,14 +46,18 @@ def test_kill_9_at_random_moments_loses_at_most_the_segment_in_progress(tmp_path
     # Every restart repaired what the previous kill left.
     for log in logs[1:]:
         assert "index repaired" in log and "interrupted segments salvaged" in log
+        assert "0 damaged segments found" in log and "damaged segment " not in log
     # The last kill's leftovers: the start-up repair salvages and re-indexes.
     index = SegmentIndex(root)
     report = repair(root, index)
     assert report.salvaged + report.discarded == 1  # discarded: killed before its first fragment
     assert report.indexed >= 1  # finished segments that the killed agent never flushed to the index
+    assert report.damaged == 0  # a kill never leaves a finished segment that differs from its row
     assert not list(root.rglob("*.part"))
     on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*.mp4")}
     assert index.known_paths() == on_disk
+    for seg in index.segments("cam", 0, 4e9):  # salvaged and re-indexed ones carry their hash too
+        assert seg.damage is None and seg.sha256 == sha256_file(root / seg.path)
     for rel in on_disk:
         ok, errors = ffmpeg_decodes(root / rel)
         assert ok, f"{rel}: {errors}"
@@ -69,7 +74,7 @@ def test_kill_9_at_random_moments_loses_at_most_the_segment_in_progress(tmp_path
         assert killed_at - last_before < SEGMENT_SECONDS, (killed_at, last_before)
     # Repair is idempotent: a second start finds nothing to do.
     again = repair(root, index)
-    assert (again.indexed, again.salvaged, again.discarded, again.missing_rows) == (0, 0, 0, 0)
+    assert (again.indexed, again.salvaged, again.discarded, again.missing_rows, again.damaged) == (0, 0, 0, 0, 0)
 
 
 def test_repair_drops_rows_of_deleted_files_and_discards_garbage(tmp_path: Path, h264_file: Path) -> None:
