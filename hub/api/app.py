@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
@@ -19,13 +18,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub import __version__
 from hub.api import pages
-from hub.api.deps import LoginRedirect, policy_of
+from hub.api.deps import LoginRedirect, Policy, policy_of
 from hub.api.routes import alerts, audit, auth, cameras, devices, users
 from hub.config import HubConfig
 from hub.services.accounts import LoginPolicy
 from hub.store import open_store
 
 log = logging.getLogger("diaolou.hub.web")
+# Every router the app serves: create_app includes exactly these, and checks each route's policy.
+ROUTERS: list[APIRouter] = [
+    auth.router,
+    cameras.router,
+    alerts.router,
+    devices.router,
+    users.router,
+    audit.router,
+    pages.router,
+]
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 # No inline script or style anywhere: the policy forbids them, so an injected <script> cannot run.
@@ -89,9 +98,8 @@ def create_app(config: HubConfig) -> FastAPI:
         window_seconds=web.login_window_minutes * 60,
         session_seconds=web.session_days * 86400,
     )
-    for module in (auth, cameras, alerts, devices, users, audit):
-        app.include_router(module.router)
-    app.include_router(pages.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
 
     @app.exception_handler(LoginRedirect)
@@ -117,18 +125,20 @@ def create_app(config: HubConfig) -> FastAPI:
         log.exception("%s %s failed", request.method, request.url.path)
         return JSONResponse({"detail": "internal error; the hub's log has the details"}, status_code=500)
 
-    unguarded = [r.path for r in app.routes if isinstance(r, APIRoute) and policy_of(r) is None]
+    unguarded = [path for (_, path), policy in route_policies().items() if policy is None]
     if unguarded:
         raise RuntimeError(f"routes without a permission (hub/api/deps.py): {unguarded}")
     app.add_middleware(SecurityHeaders, hsts=web.tls_cert_file is not None)
     return app
 
 
-def route_policies(app: FastAPI) -> dict[tuple[str, str], Any]:
-    """(method, path) -> Policy, for the authorisation matrix."""
+def route_policies() -> dict[tuple[str, str], Policy | None]:
+    """(method, path) -> Policy of every route the app serves, for the start-up check and the
+    authorisation matrix."""
     out = {}
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            for method in route.methods or ():
-                out[(method, route.path)] = policy_of(route)
+    for router in ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                for method in route.methods or ():
+                    out[(method, route.path)] = policy_of(route)
     return out
