@@ -244,6 +244,30 @@ def test_restarted_agent_logs_the_damage_and_status_and_timeline_show_it(tmp_pat
     assert [(g["reason"], g.get("path"), g["start"]) for g in gaps] == [
         (DAMAGED, segments[2].path, iso(segments[2].start))
     ]
+    # A clip after the restart: the damage is known, and the one who cuts the clip is told too.
+    out = tmp_path / "after-restart.mp4"
+    clip = agent(
+        "clip",
+        "--config",
+        str(cfg),
+        "--camera",
+        "cam",
+        "--start",
+        iso(start),
+        "--end",
+        iso(start + 20),
+        "--out",
+        str(out),
+    )
+    assert clip.returncode == 0, clip.stderr
+    assert (
+        f"damaged segment {segments[2].path}: content changed" in clip.stderr and "left out of the clip" in clip.stderr
+    )
+    manifest = json.loads(clip.stdout)
+    assert segments[2].path not in [s["path"] for s in manifest["sources"]]
+    assert [g.get("path") for g in manifest["gaps"]] == [segments[2].path]
+    ok, errors = ffmpeg_decodes(out)
+    assert ok, errors
 
 
 def test_old_index_is_upgraded_in_place_and_old_rows_get_hashes(tmp_path: Path, h264_file: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -34,6 +35,7 @@ from edge_agent.record.segment import Segment, iso, sha256_file
 from edge_agent.record.timeline import build_timeline
 
 MAX_CLIP_SECONDS = 24 * 3600
+log = logging.getLogger(__name__)
 
 
 class ClipError(ValueError):
@@ -254,6 +256,8 @@ def _remux(root: Path, index: SegmentIndex, segments: list[Segment], start: floa
                         cut.packets += 1
                         cut.end = max(cut.end, t + float(duration * stream.time_base))
             except SegmentDamaged as exc:
+                if exc.problem == segment.damage:  # known already: say so anyway, whoever cuts the clip
+                    log.warning("damaged segment %s: %s; left out of the clip", segment.path, exc.problem)
                 report_damage(index, segment.path, segment.damage, exc.problem)
                 cut.skipped.append(replace(segment, damage=exc.problem))
                 continue

@@ -29,9 +29,9 @@ from edge_agent.record.segment import Segment
 
 log = logging.getLogger(__name__)
 
-# Per camera, at start-up: about 5 minutes of 10 s segments, ~75 MB at 2 Mbit/s (well under a
-# second to hash; older segments are checked when a clip uses them).
-STARTUP_CHECK_SEGMENTS = 30
+# Per camera, at start-up, before recording resumes: about 2 minutes of 10 s segments, ~30 MB at
+# 2 Mbit/s, a second or less even from an SD card; older segments are checked when a clip uses them.
+STARTUP_CHECK_SEGMENTS = 12
 
 
 class SegmentDamaged(Exception):
