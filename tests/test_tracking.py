@@ -6,10 +6,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 
 from edge_agent.config.schema import DetectConfig
 from edge_agent.detectors.base import Box, Detection
-from edge_agent.events.person import EventBuilder
+from edge_agent.events.person import EventBuilder, EventChange
 from edge_agent.track.tracker import Tracker
 from edge_agent.track.zones import ArmingSchedule, Polygon
 
@@ -82,7 +83,8 @@ def test_polygon_zone_and_arming_schedule() -> None:
     assert lunch.armed(at(13, 10)) and lunch.armed(at(23, 59)) and not lunch.armed(at(14))
 
 
-def run_events(settings: DetectConfig, frames: list[list[Detection]], fps: float = 5.0) -> list[tuple[str, str]]:
+def run_changes(settings: DetectConfig, frames: list[list[Detection]], fps: float = 5.0) -> list[EventChange]:
+    """The pipeline's tracker and event steps, the detector looking at the whole frame."""
     tracker = Tracker(settings.min_score, settings.score_window, settings.min_hits)
     ids = iter(f"E{i}" for i in range(100))
     builder = EventBuilder("cam", settings, "UTC", "test-model", lambda: (640, 360), new_id=lambda t: next(ids))
@@ -91,9 +93,14 @@ def run_events(settings: DetectConfig, frames: list[list[Detection]], fps: float
         t = i / fps
         update = tracker.update(dets, t)
         tracker.expire(t, settings.end_after_seconds)
+        tracker.drop_out_of_view(t, 640, 360)
         changes += builder.process(t, FRAME, update, tracker.tracks)
     changes += builder.finish()
-    return [(c.phase, c.event.id) for c in changes]
+    return changes
+
+
+def run_events(settings: DetectConfig, frames: list[list[Detection]], fps: float = 5.0) -> list[tuple[str, str]]:
+    return [(c.phase, c.event.id) for c in run_changes(settings, frames, fps)]
 
 
 def test_a_person_who_stays_raises_one_event_and_a_second_person_joins_it() -> None:
@@ -124,3 +131,40 @@ def test_zones_need_min_frames_inside_and_disarmed_hours_stay_quiet() -> None:
         update = tracker.update([person(100, 100)], i / 5)
         changes += builder.process(i / 5, FRAME, update, tracker.tracks)
     assert changes == []
+
+
+def test_someone_else_after_the_last_one_left_is_a_new_event_within_the_end_timeout() -> None:
+    settings = DetectConfig()  # end_after_seconds 5
+    gone_for = 1.6  # s: far below end_after_seconds
+    leaves = [[person(300 + 25 * i, 100)] for i in range(14)]  # walks out at the right edge
+    nobody: list[list[Detection]] = [[] for _ in range(round(gone_for * 5))]
+    arrives = [[person(60 + 5 * i, 220)] for i in range(15)]  # someone walks in at the bottom left
+    changes = run_changes(settings, leaves + nobody + arrives)
+    assert [(c.phase, c.event.id) for c in changes if c.phase != "update"] == [
+        ("new", "E0"),
+        ("end", "E0"),
+        ("new", "E1"),
+        ("end", "E1"),
+    ]
+    first_end = next(c.event for c in changes if c.phase == "end")
+    assert first_end.end == pytest.approx(13 / 5)  # when the first person was last seen
+    assert len(first_end.track_ids) == 1
+
+
+def test_the_same_person_lost_for_a_moment_in_place_stays_one_event() -> None:
+    settings = DetectConfig()
+    here = [[person(300, 100)] for _ in range(15)]
+    hidden: list[list[Detection]] = [[] for _ in range(8)]  # 1.6 s of misses: the track is dropped
+    changes = run_changes(settings, here + hidden + here)
+    assert [c.phase for c in changes if c.phase != "update"] == ["new", "end"]
+    (event,) = {id(c.event): c.event for c in changes}.values()
+    assert len(event.track_ids) == 1 and len(event.members) == 2  # one person, two tracks
+    assert event.end == pytest.approx((15 + 8 + 15 - 1) / 5)
+
+
+def test_a_person_who_stays_raises_no_second_alert() -> None:
+    settings = DetectConfig()
+    stays = [[person(300 + (i % 3), 100, 0.7 + 0.2 * (i % 2))] for i in range(300)]  # 60 s, jittery
+    changes = run_changes(settings, stays)
+    assert [c.phase for c in changes].count("new") == 1
+    assert [c.phase for c in changes][-1] == "end"

@@ -29,13 +29,14 @@ from edge_agent.track.zones import ArmingSchedule, Polygon, foot_point
 Phase = Literal["new", "update", "end"]
 CAMERA_WIDE = ""  # the zone key of an event on a camera without zones
 UPDATE_SCORE_STEP = 0.05  # a better snapshot by at least this much is worth an update
-# A track of the event still counts as there while the tracker holds it and it was found at its
-# last check, or was seen this recently (a standing person re-checked every few seconds may miss
-# one check).
-HOLD_SECONDS = 1.0
-# A new track whose first box overlaps where a track of the event was last seen is the same person
-# found again (IoU above this), not someone else.
-REACQUIRE_IOU = 0.0
+# A track of the event still counts as there for a newcomer while the tracker holds it and it was
+# found at its last check, or was seen at most this long before the newcomer first was (a standing
+# person re-checked every few seconds may miss one check; a person who breaks into a run may be
+# lost by their track and picked up by a new one a moment later).
+HOLD_SECONDS = 1.5
+# A new track whose first box overlaps where a track of the event was last seen (IoU at least
+# this) is the same person found again, not someone else.
+REACQUIRE_IOU = 0.2
 
 
 @dataclass
@@ -152,7 +153,7 @@ class EventBuilder:
         ended: list[EventChange] = []
         joins = True
         if event is not None and track.id not in event.members:
-            joins = _someone_still_there(event, t, live)
+            joins = _someone_still_there(event, track, live)
             if not joins and not _found_again(event, track):
                 ended.append(self._end(zone, event))
                 event = None
@@ -194,14 +195,14 @@ class EventBuilder:
         return EventChange("end", event, event.seq)
 
 
-def _someone_still_there(event: PersonEvent, t: float, live: dict[int, Track]) -> bool:
+def _someone_still_there(event: PersonEvent, newcomer: Track, live: dict[int, Track]) -> bool:
     for track_id in event.members:
         track = live.get(track_id)
-        if track is not None and (track.misses == 0 or t - track.last_seen <= HOLD_SECONDS):
+        if track is not None and (track.misses == 0 or newcomer.first_seen - track.last_seen <= HOLD_SECONDS):
             return True
     return False
 
 
 def _found_again(event: PersonEvent, track: Track) -> bool:
     first = track.first_box or track.box
-    return any(first.iou(box) > REACQUIRE_IOU for box in event.members.values())
+    return any(first.iou(box) >= REACQUIRE_IOU for box in event.members.values())

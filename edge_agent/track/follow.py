@@ -29,7 +29,8 @@ from edge_agent.track.tracker import Track
 FOLLOW_SECONDS = 0.6
 # A motion box is a followed person's when this share of it lies inside their predicted box,
 # grown by FOLLOW_MARGIN of its size on each side (motion trails the person and is dilated).
-EXPLAINED_SHARE = 0.7
+# Motion that spills further out means the person sped up, turned or met someone: look again.
+EXPLAINED_SHARE = 0.9
 FOLLOW_MARGIN = 0.25
 # A prediction with no motion on it that has moved this share of the box's width from the last
 # detection no longer says where the person is.
