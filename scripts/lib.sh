@@ -46,6 +46,7 @@ ensure_debian_packages() {
 }
 
 # What the tests need: ffmpeg/ffprobe (the reference tools), a real RTSP server (GStreamer's,
-# driven by the system Python), and Mosquitto for the MQTT tests.
+# driven by the system Python), Mosquitto for the MQTT tests, and Debian's Chromium with a CJK
+# font for the web UI tests (Playwright drives it; `playwright install` is never run).
 TEST_DEBIAN_PACKAGES=(ffmpeg mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
-  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium fonts-wqy-microhei)

@@ -76,6 +76,16 @@ def camera_grid(request: Request, conn: Conn, principal: Principal = page_signed
     return render(request, "cameras.html", principal, cameras=alerts.list_cameras(conn, principal))
 
 
+@router.get("/cameras/{camera_id}", response_class=HTMLResponse)
+def camera_page(camera_id: str, request: Request, conn: Conn, principal: Principal = page_signed_in()) -> Response:
+    """One camera: its latest snapshot, state and recent alerts (404 if not the caller's to see)."""
+    camera = alerts.get_camera(conn, principal, camera_id)
+    if camera is None:
+        return error_page(request, 404, "no such camera")
+    recent = alerts.feed(conn, principal, camera=camera.id, limit=10)
+    return render(request, "camera.html", principal, camera=camera, page=recent)
+
+
 @router.get("/alerts", response_class=HTMLResponse)
 def alert_feed(
     request: Request,

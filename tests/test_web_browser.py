@@ -1,0 +1,253 @@
+"""The phone UI in a real browser (Debian's Chromium, driven by Playwright, at 390x844) against a
+real hub process with its embedded broker and a real agent on the real footage.
+
+Screenshots of every page in both languages go to test-artifacts/screenshots/ (look at them).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+from playwright.sync_api import Page, expect
+
+from contract import Event, Status, encode, topic
+from edge_agent.events.ids import new_event_id
+from models.registry import install_model
+from tests.conftest import REPO, SHARED, agent_cmd, free_port, wait_for
+
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+PASSWORD = "village watchtower 1"
+WAIT = 60.0
+SITE, BOX, CAMERA = "village", "box1", "shop"
+OWN_CAMERA = f"{SITE}.{BOX}.{CAMERA}"
+OTHER_CAMERA = f"{SITE}.box2.gate"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": ["--no-sandbox"]}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_context_args, "viewport": {"width": 390, "height": 844}, "locale": "zh-CN", "has_touch": True}
+
+
+def hub(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hub", *args]
+
+
+@dataclass
+class Loop:
+    url: str
+    config: Path
+    db: Path
+    agent_config: Path
+    log: Path
+    work: Path
+    agent: subprocess.Popen[bytes] | None = None
+
+    def start_agent(self) -> None:
+        with (self.work / "agent.log").open("ab") as out:
+            self.agent = subprocess.Popen(
+                agent_cmd("run", "--config", str(self.agent_config)), stdout=out, stderr=out, cwd=REPO
+            )
+
+    def received(self, event_id: str) -> float | None:
+        conn = sqlite3.connect(self.db)
+        try:
+            row = conn.execute("SELECT min(received) FROM events WHERE id = ?", (event_id,)).fetchone()
+        finally:
+            conn.close()
+        return row[0] if row else None
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory, footage: Path) -> Iterator[Loop]:
+    """Hub (embedded broker, web UI), users of every role, a second owner's box; the agent starts
+    when a test asks, so that a page can be open before its first alert."""
+    work = tmp_path_factory.mktemp("loop")
+    mqtt_port, web_port = free_port(), free_port()
+    config = work / "hub.yaml"
+    init = subprocess.run(
+        hub("config", "init", "--data", str(work / "hub"), "--mqtt", f"mqtt://127.0.0.1:{mqtt_port}",
+            "--listen", f"127.0.0.1:{web_port}", "--embedded-broker"),
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    config.write_text(init.stdout)
+    secret = work / "password"
+    secret.write_text(PASSWORD + "\n")
+    for args in (
+        ["--username", "admin", "--role", "admin"],
+        ["--username", "owner1", "--role", "shop_owner", "--camera", OWN_CAMERA],
+        ["--username", "owner2", "--role", "shop_owner", "--camera", OTHER_CAMERA],
+        ["--username", "police1", "--role", "police", "--site", SITE],
+    ):
+        subprocess.run(hub("users", "add", "--config", str(config), "--password-file", str(secret), *args), check=True)
+    log = work / "hub.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(hub("run", "--config", str(config)), stdout=out, stderr=out, cwd=REPO)
+    assert wait_for(lambda: "web UI and API on" in log.read_text(), WAIT), log.read_text()
+    # The second owner's box, as a plain MQTT client: its status and one alert.
+    other = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="box2", protocol=mqtt.MQTTv311)
+    other.connect("127.0.0.1", mqtt_port)
+    other.loop_start()
+    other.publish(topic(SITE, "box2", "status"), encode(Status(state="online", time=time.time(), cameras=["gate"])),
+                  qos=1, retain=True).wait_for_publish(WAIT)  # fmt: skip
+    alert = Event(id=new_event_id(), kind="person", phase="new", camera="gate", time=time.time())
+    other.publish(topic(SITE, "box2", "event"), encode(alert), qos=1).wait_for_publish(WAIT)
+    other.loop_stop()
+    other.disconnect()
+
+    models = work / "models"
+    install_model("yolox-nano", models, str(SHARED / "models" / "yolox_nano.onnx"))
+    agent_config = work / "agent.yaml"
+    text = subprocess.run(
+        agent_cmd("config", "init", "--storage", str(work / "rec"), "--site", SITE, "--device", BOX,
+                  "--mqtt", f"mqtt://127.0.0.1:{mqtt_port}", "--camera", f"{CAMERA}={footage}",
+                  "--models-dir", str(models)),
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    raw = yaml.safe_load(text)
+    raw["mqtt"]["protocol"] = "v311"  # the embedded broker speaks MQTT 3.1.1
+    agent_config.write_text(yaml.safe_dump(raw))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    state = Loop(f"http://127.0.0.1:{web_port}", config, work / "hub" / "hub.db", agent_config, log, work)
+    yield state
+    if state.agent is not None:
+        state.agent.terminate()
+        state.agent.wait(WAIT)
+    proc.terminate()
+    proc.wait(WAIT)
+
+
+def sign_in(page: Page, loop: Loop, username: str) -> None:
+    page.goto(f"{loop.url}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{loop.url}/")
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def in_both_languages(page: Page, name: str) -> None:
+    shot(page, f"{name}-zh")
+    page.goto(page.url.split("?")[0] + "?lang=en")
+    shot(page, f"{name}-en")
+    page.goto(page.url.split("?")[0] + "?lang=zh")
+
+
+def test_a_shop_owner_sees_an_alert_arrive_live_and_only_their_camera(page: Page, loop: Loop) -> None:
+    page.goto(f"{loop.url}/login")
+    expect(page.locator("h1")).to_have_text("登录")
+    in_both_languages(page, "login")
+    page.fill("input[name=username]", "owner1")
+    page.fill("input[name=password]", "wrong password!")
+    page.click("button[type=submit]")
+    expect(page.locator("#login-error")).to_have_text("用户名或密码错误")
+    sign_in(page, loop, "owner1")
+    # The agent has not run yet: the grid knows no camera of owner1's, and none of owner2's.
+    expect(page.locator("li.camera")).to_have_count(0)
+
+    page.goto(f"{loop.url}/alerts")
+    expect(page.locator("li.alert")).to_have_count(0)
+    page.evaluate(
+        """() => { window.seen = {}; new MutationObserver((changes) => { for (const c of changes)
+             for (const n of c.addedNodes) if (n.dataset && n.dataset.id) window.seen[n.dataset.id] = Date.now(); })
+           .observe(document.getElementById('feed'), { childList: true }); }"""
+    )
+    loop.start_agent()
+    first = page.locator("li.alert.new").first
+    first.wait_for(timeout=120_000)
+    event_id = first.get_attribute("data-id")
+    assert event_id is not None
+    shown_ms = page.evaluate("(id) => window.seen[id]", event_id)
+    stored = loop.received(event_id)
+    assert stored is not None
+    delay = shown_ms / 1000 - stored
+    print(f"alert {event_id}: stored by the hub, shown in the open feed {delay:.2f} s later")
+    assert delay < 2.0  # the issue's bound for a live feed; the stream polls every 0.5 s
+    # owner2's alert (the first in the hub) never shows; every alert shown is owner1's camera.
+    cameras = page.locator("li.alert .meta:last-child").all_inner_texts()
+    assert cameras and all(c.startswith(OWN_CAMERA) for c in cameras), cameras
+    in_both_languages(page, "alerts")
+
+    page.locator(f'li.alert[data-id="{event_id}"] a').click()
+    page.wait_for_url(f"{loop.url}/alerts/{event_id}")
+    expect(page.locator("h1")).to_have_text("有人")
+    in_both_languages(page, "alert")
+
+    page.goto(f"{loop.url}/")
+    expect(page.locator("li.camera")).to_have_count(1)
+    expect(page.locator("li.camera")).to_have_attribute("data-camera", OWN_CAMERA)
+    wait_for(lambda: page.reload() is None and page.locator("li.camera img").count() == 1, WAIT)
+    in_both_languages(page, "cameras")
+    page.goto(f"{loop.url}/cameras/{OWN_CAMERA}")
+    in_both_languages(page, "camera")
+
+    response = page.goto(f"{loop.url}/cameras/{OTHER_CAMERA}")
+    assert response is not None and response.status == 404
+    expect(page.locator("h1")).to_have_text("找不到该页面或您无权查看。")
+    in_both_languages(page, "not-found")
+    assert page.goto(f"{loop.url}/users") is not None
+    expect(page.locator("h1")).to_have_text("您无权执行此操作。")
+
+    page.goto(f"{loop.url}/")
+    page.click("#sign-out")
+    page.wait_for_url(f"{loop.url}/login")
+    page.goto(f"{loop.url}/alerts")
+    page.wait_for_url(f"{loop.url}/login?next=/alerts")
+
+
+def test_police_see_the_site_and_admins_run_devices_users_and_audit(page: Page, loop: Loop) -> None:
+    sign_in(page, loop, "police1")
+    ids = sorted(page.locator("li.camera").evaluate_all("(els) => els.map((e) => e.dataset.camera)"))
+    assert OTHER_CAMERA in ids
+    page.click("#sign-out")
+    page.wait_for_url(f"{loop.url}/login")
+
+    sign_in(page, loop, "admin")
+    for path, name in (("/devices", "devices"), ("/users", "users"), ("/audit", "audit")):
+        page.goto(f"{loop.url}{path}")
+        expect(page.locator("nav.tabs a.on")).to_have_count(1)
+        in_both_languages(page, name)
+    expect(page.locator("#chain")).to_contain_text("审计链完整")
+    # Add a user from the page: the form posts JSON with the CSRF token.
+    page.goto(f"{loop.url}/users")
+    page.fill("#add-user input[name=username]", "owner3")
+    page.fill("#add-user input[name=password]", PASSWORD)
+    page.select_option("#add-user select[name=role]", "shop_owner")
+    page.fill("#add-user input[name=cameras]", OWN_CAMERA)
+    page.click("#add-user button[type=submit]")
+    expect(page.locator("[data-username=owner3]")).to_have_count(1)
+    listed = subprocess.run(
+        hub("users", "list", "--config", str(loop.config), "--json"), capture_output=True, text=True, check=True
+    ).stdout
+    assert {json.loads(line)["username"] for line in listed.splitlines()} >= {"owner3", "admin"}
+
+
+def test_screenshots_were_written() -> None:
+    """The artefacts a person looks at: both languages of every page."""
+    names = {p.stem for p in SCREENSHOTS.glob("*.png")}
+    for page_name in ("login", "cameras", "camera", "alerts", "alert", "not-found", "devices", "users", "audit"):
+        assert {f"{page_name}-zh", f"{page_name}-en"} <= names, page_name
+
+
+def teardown_module() -> None:
+    shutil.rmtree(REPO / "test-results", ignore_errors=True)  # pytest-playwright's empty output folder
