@@ -13,12 +13,9 @@ clip is made from the rest and the manifest lists the segment under `gaps`, with
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -29,8 +26,8 @@ import av
 
 from edge_agent import __version__
 from edge_agent.record.index import SegmentIndex
-from edge_agent.record.integrity import SegmentBytes, SegmentDamaged, confirm_intact, read_checked, report_damage
-from edge_agent.record.repair import _time_base, repair
+from edge_agent.record.integrity import SegmentDamaged, confirm_intact, demuxed, read_checked, report_damage
+from edge_agent.record.repair import repair
 from edge_agent.record.segment import Segment, iso, sha256_file
 from edge_agent.record.timeline import build_timeline
 
@@ -178,35 +175,6 @@ def export_clip(
     return manifest
 
 
-@contextlib.contextmanager
-def _demuxed(checked: SegmentBytes) -> Iterator[tuple[Any, list[tuple[float, Any]]]]:
-    """A segment's video stream and all its (wall time, packet), demuxed from the checked bytes.
-
-    All packets are read before any is used, so a segment that fails to demux halfway is left
-    out whole rather than cut off at a point nobody chose."""
-    segment = checked.segment
-    try:
-        container = av.open(io.BytesIO(checked.data), "r")
-    except av.FFmpegError as exc:
-        raise SegmentDamaged(segment, f"cannot be demuxed: {exc}") from None
-    with container:
-        if not container.streams.video:
-            raise SegmentDamaged(segment, "no video stream")
-        stream = container.streams.video[0]
-        timed: list[tuple[float, Any]] = []
-        first: int | None = None
-        try:
-            for packet in container.demux(stream):
-                if packet.dts is None:
-                    continue
-                if first is None:
-                    first = packet.dts
-                timed.append((segment.start + float((packet.dts - first) * _time_base(stream)), packet))
-        except (av.FFmpegError, ValueError) as exc:
-            raise SegmentDamaged(segment, f"cannot be demuxed: {exc}") from None
-        yield stream, timed
-
-
 def _begin(timed: list[tuple[float, Any]], start: float) -> float | None:
     """The last keyframe at or before `start`, else the first keyframe (a window starting in a gap)."""
     begin_at: float | None = None
@@ -227,7 +195,7 @@ def _remux(root: Path, index: SegmentIndex, segments: list[Segment], start: floa
         for segment in segments:
             try:
                 checked = read_checked(root, segment)
-                with _demuxed(checked) as (stream, timed):
+                with demuxed(checked) as (stream, timed):
                     if cut.begin is None:
                         cut.begin = _begin(timed, start)
                         if cut.begin is None:

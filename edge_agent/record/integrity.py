@@ -16,11 +16,15 @@ demuxes; until then only its size vouches for it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -73,18 +77,38 @@ def read_checked(root: Path, segment: Segment) -> SegmentBytes:
     return SegmentBytes(segment, data, digest)
 
 
-def demux_problem(data: bytes) -> str | None:
-    """Why these bytes are not a playable segment (no decoding, packets only), or None."""
+@contextlib.contextmanager
+def demuxed(checked: SegmentBytes) -> Iterator[tuple[Any, list[tuple[float, Any]]]]:
+    """A segment's video stream and all its (wall time, packet), demuxed from the checked bytes.
+
+    All packets are read before any is handed out, so a segment that fails to demux halfway is
+    left out whole (SegmentDamaged) rather than cut off at a point nobody chose."""
+    segment = checked.segment
     try:
-        with av.open(io.BytesIO(data), "r") as container:
-            if not container.streams.video:
-                return "no video stream"
-            packets = [p for p in container.demux(container.streams.video[0]) if p.dts is not None]
+        container = av.open(io.BytesIO(checked.data), "r")
     except av.FFmpegError as exc:
-        return f"cannot be demuxed: {exc}"
-    if not any(p.is_keyframe for p in packets):
-        return "no keyframe"
-    return None
+        raise SegmentDamaged(segment, f"cannot be demuxed: {exc}") from None
+    with container:
+        if not container.streams.video:
+            raise SegmentDamaged(segment, "no video stream")
+        stream = container.streams.video[0]
+        timed: list[tuple[float, Any]] = []
+        first: int | None = None
+        try:
+            if stream.time_base is None:
+                raise SegmentDamaged(segment, "the video stream has no time base")
+            time_base = Fraction(stream.time_base)
+            for packet in container.demux(stream):
+                if packet.dts is None:
+                    continue
+                if first is None:
+                    first = packet.dts
+                timed.append((segment.start + float((packet.dts - first) * time_base), packet))
+        except av.FFmpegError as exc:
+            raise SegmentDamaged(segment, f"cannot be demuxed: {exc}") from None
+        if not any(packet.is_keyframe for _, packet in timed):
+            raise SegmentDamaged(segment, "no keyframe")
+        yield stream, timed
 
 
 def report_damage(index: SegmentIndex, path: str, known: str | None, problem: str) -> None:
@@ -110,9 +134,8 @@ def check_segment(root: Path, index: SegmentIndex, segment: Segment) -> str | No
     try:
         checked = read_checked(root, segment)
         if segment.sha256 is None:  # nothing to compare with: at least it must demux
-            problem = demux_problem(checked.data)
-            if problem is not None:
-                raise SegmentDamaged(segment, problem)
+            with demuxed(checked):
+                pass
     except SegmentDamaged as exc:
         report_damage(index, segment.path, segment.damage, exc.problem)
         return exc.problem
