@@ -21,6 +21,7 @@ from hub.config import HubConfig
 from hub.db import HubDB
 from hub.ingest import Ingest
 from hub.migrations import SchemaTooNew
+from hub.notify.notifier import Notifier, NotifySettings
 
 log = logging.getLogger("diaolou.hub")
 WEB_START_TIMEOUT = 30.0
@@ -43,6 +44,7 @@ class HubServer:
         self.db: HubDB | None = None
         self.broker: EmbeddedBroker | None = None
         self.ingest: Ingest | None = None
+        self.notifier: Notifier | None = None
         self._web: _Web | None = None
 
     def start(self) -> None:
@@ -66,6 +68,8 @@ class HubServer:
                     raise HubStartError(str(exc)) from None
             self.ingest = Ingest(config, self.db)
             self.ingest.start()
+            self.notifier = Notifier(config.db_path, NotifySettings.of(config.web))
+            self.notifier.start()
             self._start_web()
         except BaseException:
             self.stop()
@@ -113,6 +117,9 @@ class HubServer:
             self._web.server.should_exit = True
             self._web.thread.join(10)
             self._web = None
+        if self.notifier is not None:
+            self.notifier.stop()
+            self.notifier = None
         if self.ingest is not None:
             self.ingest.stop()  # commits and acknowledges what arrived; the session stays at the broker
             self.ingest = None

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hub import __version__
 from hub.api import pages
 from hub.api.deps import LoginRedirect, Policy, policy_of
-from hub.api.routes import alerts, audit, auth, cameras, devices, users
+from hub.api.routes import alerts, audit, auth, cameras, devices, notifications, users
 from hub.config import HubConfig
 from hub.services.accounts import LoginPolicy
 from hub.store import open_store
@@ -33,6 +33,7 @@ ROUTERS: list[APIRouter] = [
     devices.router,
     users.router,
     audit.router,
+    notifications.router,
     pages.router,
 ]
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -90,6 +91,7 @@ def create_app(config: HubConfig) -> FastAPI:
     )
     app.state.db_path = config.db_path
     app.state.data_dir = config.data_dir
+    app.state.config = config
     web = config.web
     app.state.secure_cookies = web.secure_cookies == "always" or web.tls_cert_file is not None
     app.state.login_policy = LoginPolicy(
