@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from common.clikit import CommandError, Commands, root_parser, run
+from common.configfile import format_validation_error
 from edge_agent import __version__
-from edge_agent.clikit import CommandError, Commands, root_parser, run
 from edge_agent.config import AgentConfig, ConfigError, check_runtime, check_storage, load_config
-from edge_agent.config.loader import config_warnings, format_validation_error
+from edge_agent.config.loader import config_warnings
 from edge_agent.config.schema import DetectConfig
 from edge_agent.config.template import parse_camera_arg, render_config
 
@@ -347,12 +348,6 @@ def cmd_test_alarm(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from edge_agent.demo import run_demo
-
-    return run_demo(Path(args.dir), seconds=args.seconds)
-
-
 # --- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser, sub = root_parser("diaolou-agent", "Diaolou edge agent", __version__)
@@ -448,8 +443,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=_positive, default=1, help="How many test events (1-1000).")
     p.add_argument("--wait", type=float, default=30.0, help="Seconds to wait for the broker's acknowledgements.")
 
-    p = command("demo", cmd_demo, "Record a simulated camera into a ring buffer, then cut a clip.")
-    p.add_argument("--dir", default="demo-data")
     p.add_argument("--seconds", type=float, default=None, help="Stop after this long (default: until Ctrl-C).")
     return parser
 

@@ -26,7 +26,8 @@ from typing import Any
 from amqtt.broker import Broker  # type: ignore[import-untyped]
 from amqtt.plugins.base import BaseAuthPlugin  # type: ignore[import-untyped]
 
-from hub.config import EmbeddedBrokerConfig, is_loopback
+from common.net import is_loopback
+from hub.config import EmbeddedBrokerConfig
 from hub.security import hash_password as hash_password  # re-exported: `user:hash` lines of password_file
 from hub.security import verify_password
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edge_agent.clikit import CommandError, Commands, root_parser, run
+from common.clikit import CommandError, Commands, root_parser, run
 from hub import __version__
 from hub.commands.people import register_people_commands
 from hub.config import ConfigError, HubConfig, format_validation_error, load_hub_config, render_hub_config

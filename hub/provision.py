@@ -25,18 +25,14 @@ or whose password changed.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import ipaddress
-import os
 import re
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from common.durable import locked, write_atomic
+from common.net import is_loopback
 from contract.topics import NAME, ROOT, VERSION, TopicError, device_prefix, topic
 from hub.security import MOSQUITTO_ITERATIONS, generate_password, mosquitto_hash, verify_mosquitto_hash
 
@@ -239,52 +235,12 @@ def _read_lines(path: Path) -> list[str]:
         return []
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """One provisioning at a time per directory: two installers adding devices at once must not
-    each write a file that lacks the other's account."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _write_atomic(path: Path, lines: list[str]) -> None:
     """Replace `path` so Mosquitto (reading on SIGHUP) sees the old or the new file, never half of
-    one, and a power cut leaves one of the two. The mode and owner stay as they were; a new file
-    gets 0640 and its directory's group (mosquitto reads it after dropping root)."""
+    one. The mode and owner stay as they were; a new file gets 0640 and its directory's group
+    (mosquitto reads it after dropping root)."""
     text = "\n".join(lines) + "\n" if lines else ""
-    try:
-        st: os.stat_result | None = path.stat()
-    except FileNotFoundError:
-        st = None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, (st.st_mode & 0o7777) if st is not None else _NEW_FILE_MODE)
-        uid = st.st_uid if st is not None else -1
-        gid = st.st_gid if st is not None else path.parent.stat().st_gid
-        try:
-            os.chown(tmp, uid, gid)
-        except PermissionError:  # not root: keep our own uid, and the group if we are in it
-            with contextlib.suppress(PermissionError):
-                os.chown(tmp, -1, gid)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(path, text, mode=None if path.exists() else _NEW_FILE_MODE, keep_owner=True)
 
 
 def _set_account(
@@ -295,7 +251,7 @@ def _set_account(
     need not be: Mosquitto denies by default, so a login without its block has no rights and a
     block without a login is unusable. Adding writes the ACL first and removing drops the login
     first, so an interrupted run leaves the unusable half, and running it again completes it."""
-    with _locked(password_file.parent):
+    with locked(password_file.parent, _LOCK_NAME):
         pw_lines, pw_found = _set_password_line(_read_lines(password_file), username, entry)
         acl_lines, acl_found = _set_acl_block(_read_lines(acl_file), username, acl)
         if entry is None:
@@ -343,17 +299,8 @@ def _parse_broker_url(url: str) -> _Broker:
     return _Broker(parts.scheme, parts.hostname, port)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _plaintext_warning(broker: _Broker) -> tuple[str, ...]:
-    if broker.tls or _is_loopback(broker.host):
+    if broker.tls or is_loopback(broker.host):
         return ()
     return (f"mqtt:// to {broker.host} sends the password unencrypted; use mqtts:// (port 8883) off this machine",)
 

@@ -27,7 +27,7 @@ from typing import IO, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge_agent.durable import fsync_dir
+from common.durable import fsync_dir
 
 REGISTRY_PATH = Path(__file__).with_name("registry.yaml")
 INSTALL_HINT = "diaolou-agent models install {name} --from PATH_OR_URL"

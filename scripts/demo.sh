@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Run the demo: a simulated camera recording into a 7-day ring buffer (Ctrl-C stops it and cuts a clip).
+# Run the demo: hub with its web UI and embedded broker, one agent with a camera, three users (Ctrl-C stops it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_venv
-exec .venv/bin/diaolou-agent demo --dir demo-data "$@"
+exec .venv/bin/python -m demo --dir demo-data "$@"

@@ -8,61 +8,24 @@ password files) is checked by edge_agent/config/runtime.py.
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from common.configfile import ConfigError as ConfigError  # re-exported: the agent's modules import it from here
+from common.configfile import format_validation_error, read_config_text, read_mapping
 from edge_agent.capture.kinds import classify
 from edge_agent.config.schema import WHOLE, AgentConfig
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Keys of `defaults` that are merged into each camera.
 _MERGED_KEYS = ("transport", "record", "detect", "reconnect")
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message is meant for the installer."""
 
 
 def load_config(path: str | Path) -> AgentConfig:
     """A whole agent config from a file (what `run` uses: it must have a camera)."""
     path = Path(path)
     return parse_config(read_config_text(path), source=str(path), base_dir=path.resolve().parent, whole=True)
-
-
-def read_config_text(path: Path) -> str:
-    """The file's text; a file that is missing, unreadable or not UTF-8 is a ConfigError naming it."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
-    try:
-        return data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is harmless
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8 "
-            "(e.g. iconv -f GB18030 -t UTF-8 FILE > FILE.new)"
-        ) from None
-
-
-def read_mapping(text: str, source: str) -> dict[str, Any]:
-    """YAML text -> a mapping with ${ENV_VAR} references expanded (shared with the hub's config)."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(raw).__name__}")
-    expanded: dict[str, Any] = expand_env(raw, source, ())
-    return expanded
 
 
 def parse_config(
@@ -159,37 +122,6 @@ def _deep_merge(base: Any, own: Any) -> Any:
             for k in base.keys() | own.keys()
         }
     return own
-
-
-def format_validation_error(
-    exc: ValidationError, source: str, unknown_key_hint: str = "see docs/configuration.md"
-) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"] if part not in ("function-after",))
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = f"unknown key (check the spelling; {unknown_key_hint})"
-        lines.append(f"{source}: {loc or '<top level>'}: {message}")
-    return "\n".join(lines)
-
-
-def expand_env(value: Any, source: str, path: tuple[str, ...]) -> Any:
-    if isinstance(value, str):
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                where = ".".join(path)
-                raise ConfigError(f"{source}: {where}: environment variable {name} is not set")
-            return os.environ[name]
-
-        return _ENV_REF.sub(replace, value)
-    if isinstance(value, Mapping):
-        return {k: expand_env(v, source, (*path, str(k))) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_env(v, source, (*path, str(i))) for i, v in enumerate(value)]
-    return value
 
 
 def _check_references(config: AgentConfig, source: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import av
 
-from edge_agent.durable import fsync_dir
+from common.durable import fsync_dir
 from edge_agent.record.paths import PART_SUFFIX
 
 START_TAG = "diaolou-start="

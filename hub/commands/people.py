@@ -14,14 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_agent.clikit import CommandError, Commands
+from common.clikit import CommandError, Commands
 from hub.config import HubConfig, load_hub_config
 from hub.models import ROLES
 from hub.services import accounts, audit
 from hub.store import connect, open_store
 
 if TYPE_CHECKING:
-    from edge_agent.clikit import SubParsers
+    from common.clikit import SubParsers
 
 
 def _conn(config: HubConfig) -> sqlite3.Connection:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from edge_agent.config.loader import ConfigError
+from common.configfile import ConfigError
 
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2

@@ -1,4 +1,5 @@
-"""`diaolou-agent demo`: one simulated camera (a looped video file) recording into a ring buffer.
+"""The demo's run: the hub (embedded broker, web UI) as its own process, three users, and one
+agent in this process with one simulated camera (a looped video file) recording into a ring buffer.
 
 It uses the real footage in ../shared/data/video when it is there, else makes an H.264 clip
 with PyAV. When stopped (Ctrl-C or --seconds) it prints the timeline and cuts a clip of the
@@ -26,7 +27,10 @@ from edge_agent.record.clip import ClipError, export_clip, find_segments
 from edge_agent.record.segment import iso
 from edge_agent.record.timeline import build_timeline
 from edge_agent.testvideo import make_h264
-from hub.config import render_hub_config
+from hub.config import load_hub_config, render_hub_config
+from hub.security import generate_password
+from hub.services import accounts, audit
+from hub.store import connect, open_store
 from models.registry import install_model
 
 log = logging.getLogger(__name__)
@@ -45,7 +49,38 @@ def demo_video(directory: Path) -> Path:
     return path
 
 
-def run_demo(directory: Path, seconds: float | None = None) -> int:
+DEMO_SITE, DEMO_DEVICE, DEMO_CAMERA = "demo-village", "demo-box", "demo-cam"
+
+
+def make_users(hub_config: Path, directory: Path) -> list[tuple[str, str, str]]:
+    """An admin, a shop owner (the demo camera) and a police user (the demo site), each with a
+    generated password; written to logins.txt (mode 0600) beside the demo's data."""
+    config = load_hub_config(hub_config)
+    open_store(config.db_path)
+    conn = connect(config.db_path)
+    logins = []
+    try:
+        existing = {u.username for u in accounts.list_users(conn)}
+        for username, role, cameras, sites in (
+            ("admin", "admin", [], []),
+            ("shop", "shop_owner", [f"{DEMO_SITE}.{DEMO_DEVICE}.{DEMO_CAMERA}"], []),
+            ("police", "police", [], [DEMO_SITE]),
+        ):
+            password = generate_password()
+            if username in existing:
+                accounts.set_password(conn, audit.CLI, username, password)
+            else:
+                accounts.add_user(conn, audit.CLI, username, password, role, cameras, sites)
+            logins.append((username, role, password))
+    finally:
+        conn.close()
+    path = directory / "logins.txt"
+    path.write_text("".join(f"{u}\t{r}\t{p}\n" for u, r, p in logins), encoding="utf-8")
+    path.chmod(0o600)
+    return logins
+
+
+def run_demo(directory: Path, seconds: float | None = None, web_port: int = 8080) -> int:
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     video = demo_video(directory)
@@ -57,12 +92,12 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
     # The hub with its embedded one-box broker, as its own process (what `diaolou-hub run` does).
     port = _free_port()
     hub_config = directory / "hub.yaml"
+    listen = f"127.0.0.1:{web_port or _free_port()}"
     hub_config.write_text(
-        render_hub_config(
-            directory / "hub", mqtt=f"mqtt://127.0.0.1:{port}", listen=f"127.0.0.1:{_free_port()}", embedded_broker=True
-        ),
+        render_hub_config(directory / "hub", mqtt=f"mqtt://127.0.0.1:{port}", listen=listen, embedded_broker=True),
         encoding="utf-8",
     )
+    logins = make_users(hub_config, directory)
     # Its own session: Ctrl-C stops the demo, and the demo stops the hub after the agent's last events.
     hub = subprocess.Popen(
         [sys.executable, "-m", "hub", "--log-level", "WARNING", "run", "--config", str(hub_config)],
@@ -75,16 +110,20 @@ def run_demo(directory: Path, seconds: float | None = None) -> int:
     config_path = directory / "agent.yaml"
     text = render_config(
         storage=directory / "recordings",
-        cameras=[("demo-cam", str(video))],
-        site="demo-village",
-        device="demo-box",
+        cameras=[(DEMO_CAMERA, str(video))],
+        site=DEMO_SITE,
+        device=DEMO_DEVICE,
         models_dir=models_dir,
         mqtt=f"mqtt://127.0.0.1:{port}",
         mqtt_protocol="v311",  # the embedded broker speaks MQTT 3.1.1 (production: Mosquitto, v5)
     )
     config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path)
-    print(f"config: {config_path}\nrecordings: {config.storage.root}\ncamera demo-cam <- {video}")
+    print(f"config: {config_path}\nrecordings: {config.storage.root}\ncamera {DEMO_CAMERA} <- {video}")
+    print(f"\nweb UI: http://{listen}/  (phones on this network: edit listen in {hub_config})")
+    for username, role, password in logins:
+        print(f"  sign in as {username:7} ({role}): password {password}")
+    print(f"  (also in {directory / 'logins.txt'})\n")
     print("recording; press Ctrl-C to stop" + (f" (stops by itself after {seconds:.0f} s)" if seconds else ""))
     agent = Agent(config)
 
@@ -161,8 +200,8 @@ def _report(config_path: Path, started: float) -> int:
     storage = RingBuffer.open(config)
     try:
         end = time.time()
-        segments = find_segments(storage.root, storage.index, "demo-cam", started - 60, end)
-        timeline = build_timeline("demo-cam", segments, started - 60, end)
+        segments = find_segments(storage.root, storage.index, DEMO_CAMERA, started - 60, end)
+        timeline = build_timeline(DEMO_CAMERA, segments, started - 60, end)
         print(f"\ntimeline: {timeline.recorded_seconds:.1f} s recorded in {len(segments)} segments")
         for span in timeline.spans:
             print(f"  {iso(span.start)} .. {iso(span.end)}")
@@ -175,7 +214,7 @@ def _report(config_path: Path, started: float) -> int:
             manifest = export_clip(
                 storage.root,
                 storage.index,
-                "demo-cam",
+                DEMO_CAMERA,
                 max(last.start, last.end - 15),
                 last.end,
                 out,
@@ -187,7 +226,7 @@ def _report(config_path: Path, started: float) -> int:
             return 1
         print(f"clip: {out} ({manifest.bytes / 1e6:.2f} MB, {manifest.actual_start} .. {manifest.actual_end})")
         print(f"  sha256 {manifest.sha256}; manifest {out}.manifest.json")
-        people = [e for e in storage.events.list(camera="demo-cam", kind="person") if e.time >= started - 60]
+        people = [e for e in storage.events.list(camera=DEMO_CAMERA, kind="person") if e.time >= started - 60]
         print(f"person events: {len(people)}")
         for event in people:
             d = event.detail
