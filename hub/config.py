@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.configfile import ConfigError as ConfigError  # re-exported: one error type for every config
 from common.configfile import format_validation_error as _format
@@ -107,15 +108,40 @@ class IngestConfig(Strict):
         50.0,
         ge=0,
         le=5000,
-        description="Longest a received message waits for its batch to be committed. Under a steady stream "
-        "a batch is committed as soon as no further message arrives for a millisecond, so quiet times see "
-        "lower latency.",
+        description="Longest a received event, status or reply waits for its batch to be committed. Under a "
+        "steady stream a batch is committed as soon as no further message arrives for a millisecond, so quiet "
+        "times see lower latency.",
+    )
+    heartbeat_batch_ms: float = Field(
+        1000.0,
+        ge=0,
+        le=10_000,
+        description="A batch of heartbeats alone (QoS 0: no box waits for their acknowledgement) stays open this "
+        "long, so the heartbeats of many boxes share one commit instead of one commit each. An event, status or "
+        "reply arriving meanwhile closes the batch as batch_max_delay_ms says.",
+    )
+    queue_max_messages: int = Field(
+        2000,
+        ge=1,
+        le=1_000_000,
+        description="Messages received but not yet committed (the batch being written included) at most. When "
+        "this many are held, the hub stops reading from the broker until a commit makes room; the broker keeps "
+        "the rest (nothing is dropped). At least batch_max_messages.",
     )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
         description="FULL: a committed (and acknowledged) message survives a power cut. NORMAL: survives a "
         "hub crash but not a power cut; fewer disk flushes.",
     )
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> IngestConfig:
+        if self.queue_max_messages < self.batch_max_messages:
+            raise ValueError(
+                f"queue_max_messages ({self.queue_max_messages}) must be at least batch_max_messages "
+                f"({self.batch_max_messages}): a batch is taken from the queue"
+            )
+        return self
 
 
 class LimitsConfig(Strict):
@@ -177,6 +203,43 @@ class WebConfig(Strict):
         "refused (HTTP 429) until the window has passed.",
     )
     login_window_minutes: float = Field(15, gt=0, le=1440, description="The window the two limits above count in.")
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        max_length=200,
+        description="The hub's address as a phone reaches it, e.g. https://hub.lanxi.example.cn. Alert messages "
+        "sent to WeCom or DingTalk link to <public_url>/alerts/<id>; without it they carry no link.",
+    )
+    time_zone: str = Field(
+        "Asia/Shanghai",
+        max_length=64,
+        description="IANA time zone of the sites: new arming schedules start in it, and alert messages give "
+        "their time in it unless the camera's schedule names another.",
+    )
+    notification_hosts: list[str] = Field(
+        ["qyapi.weixin.qq.com", "oapi.dingtalk.com"],
+        max_length=50,
+        description="Host names a notification webhook may point at (the WeCom and DingTalk robots by default; "
+        "add a relay's host here). The hub posts nowhere else, so an account cannot make it call into the "
+        "local network.",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"unknown time zone {value!r}: an IANA name such as Asia/Shanghai") from None
+        return value
+
+    @field_validator("notification_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not re.match(r"^[A-Za-z0-9.:-]{1,253}$", host):
+                raise ValueError(f"{host!r} is not a host name or address")
+        return [host.lower() for host in value]
 
 
 class HubConfig(Strict):
