@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import Page, expect
 
 from contract import Event, Status, encode, topic
 from edge_agent.events.ids import new_event_id
@@ -40,7 +41,7 @@ from hub.records import Record
 from hub.server import HubServer
 from hub.services import accounts, audit
 from hub.store import connect
-from tests.conftest import free_port, wait_for
+from tests.conftest import REPO, free_port, wait_for
 from tests.test_hub import Publisher
 
 WAIT = 30.0  # bound on waiting for real threads and servers; not a performance limit
@@ -55,6 +56,7 @@ HOUR = 3600.0
 FAST = NotifyPolicy(
     poll_seconds=0.05, backoff_first_seconds=0.05, backoff_max_seconds=0.2, give_up_seconds=10 * 365 * 86400.0
 )
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 ALERT_LINK = re.compile(r"/alerts/([0-9A-Z]{26})")
 
 
@@ -365,30 +367,43 @@ def test_hub_restart_loses_nothing_and_repeats_nothing(config: HubConfig, robot:
         second.stop()
 
 
-def test_hub_server_delivers_an_alert_that_came_over_mqtt(config: HubConfig, robot: Robot) -> None:
-    """The whole path: an agent publishes, ingest stores, the notifier HubServer runs posts."""
-    port = free_port()
+@dataclass
+class RunningHub:
+    server: HubServer
+    url: str
+    broker_port: int
+
+
+@pytest.fixture
+def running_hub(config: HubConfig) -> Iterator[RunningHub]:
+    """HubServer as `diaolou-hub run` assembles it: embedded broker, ingest, notifier, web."""
+    broker_port, web_port = free_port(), free_port()
     raw = json.loads(config.model_dump_json())
     raw.update(
-        listen=f"127.0.0.1:{free_port()}",
-        mqtt={"url": f"mqtt://127.0.0.1:{port}", "protocol": "v311"},
-        embedded_broker={"enabled": True, "port": port},
+        listen=f"127.0.0.1:{web_port}",
+        mqtt={"url": f"mqtt://127.0.0.1:{broker_port}", "protocol": "v311"},
+        embedded_broker={"enabled": True, "port": broker_port},
     )
     server = HubServer(HubConfig.model_validate(raw))
-    add_channel(config, "owner1", "wecom", robot.url("/send?key=k"))
     server.start()
     try:
         assert server.ingest is not None and server.ingest.wait_subscribed(WAIT)
-        agent = Publisher(port, "v311", "lanxi-shop-1")
-        ev = Event(
-            id=new_event_id(), kind="person", phase="new", camera="door", time=time.time(), detail={"zone": "yard"}
-        )
-        agent.publish(topic("lanxi", "shop-1", "event"), encode(ev))
-        agent.close()
-        assert robot.wait(lambda got: len(got) >= 1)
-        assert robot.delivered() == [ev.id] and "区域：yard" in robot.received[0].body["text"]["content"]
+        yield RunningHub(server, f"http://127.0.0.1:{web_port}", broker_port)
     finally:
         server.stop()
+
+
+def test_hub_server_delivers_an_alert_that_came_over_mqtt(
+    config: HubConfig, robot: Robot, running_hub: RunningHub
+) -> None:
+    """The whole path: an agent publishes, ingest stores, the notifier HubServer runs posts."""
+    add_channel(config, "owner1", "wecom", robot.url("/send?key=k"))
+    agent = Publisher(running_hub.broker_port, "v311", "lanxi-shop-1")
+    ev = Event(id=new_event_id(), kind="person", phase="new", camera="door", time=time.time(), detail={"zone": "yard"})
+    agent.publish(topic("lanxi", "shop-1", "event"), encode(ev))
+    agent.close()
+    assert robot.wait(lambda got: len(got) >= 1)
+    assert robot.delivered() == [ev.id] and "区域：yard" in robot.received[0].body["text"]["content"]
 
 
 # --- the API -------------------------------------------------------------------------------------------
@@ -538,3 +553,52 @@ def test_backoff_doubles_and_is_capped() -> None:
     policy = NotifyPolicy(backoff_first_seconds=1, backoff_max_seconds=300)
     assert [policy.backoff(n) for n in range(1, 11)] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300]
     assert policy.backoff(10_000) == 300
+
+
+# --- the page in a phone's browser ---------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": ["--no-sandbox"]}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_context_args, "viewport": {"width": 390, "height": 844}, "locale": "zh-CN", "has_touch": True}
+
+
+def test_a_shop_owner_adds_a_robot_tests_it_and_arms_a_camera_on_the_phone(
+    page: Page, running_hub: RunningHub, robot: Robot
+) -> None:
+    """Screenshots in test-artifacts/screenshots/notifications-{zh,en}.png: look at them."""
+    url = running_hub.url
+    page.goto(f"{url}/login")
+    page.fill("input[name=username]", "owner1")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+    page.click("nav.tabs a[href='/notifications']")
+    expect(page.locator("h1")).to_have_text("通知")
+    form = page.locator("#add-channel")
+    form.locator("input[name=name]").fill("店里的群")
+    form.locator("input[name=url]").fill(robot.url(f"/cgi-bin/webhook/send?key={WECOM_KEY}"))
+    form.locator("button[type=submit]").click()
+    card = page.locator("[data-channel]").first
+    expect(card).to_contain_text("key=693a****")
+    card.locator("button[data-action=test]").click()
+    expect(card.locator("[data-role=result]")).to_have_text("测试消息已送达")
+    assert robot.received[0].taken
+    camera = page.locator("li[data-camera='lanxi.shop-1.door']")
+    camera.locator("input[name=segments]").fill("25:00-07:00")
+    camera.locator("button[type=submit]").click()
+    expect(camera.locator("[data-role=error]")).to_be_visible()
+    camera.locator("input[name=segments]").fill("20:00-07:00， 12:00-13:30")
+    camera.locator("button[type=submit]").click()
+    expect(camera.locator("button[data-action=always]")).to_be_visible()  # after the reload: a schedule is set
+    expect(camera.locator("input[name=segments]")).to_have_value("20:00-07:00, 12:00-13:30")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "notifications-zh.png"), full_page=True)
+    page.goto(f"{url}/notifications?lang=en")
+    expect(page.locator("h1")).to_have_text("Notify")
+    page.screenshot(path=str(SCREENSHOTS / "notifications-en.png"), full_page=True)
+    page.goto(f"{url}/notifications?lang=zh")
+    assert WECOM_KEY not in page.content()
