@@ -14,6 +14,23 @@ How "never lost, stored once" holds on the hub side:
 * Idempotent storage: a message delivered again (acknowledged too late, or published twice by an
   agent that lost the broker's PUBACK) hits the primary key and is ignored (db.HubDB.write).
 
+Bounded memory, backpressure and batching (a burst from hundreds of boxes at once):
+
+* paho's network thread hands each message to the writer through `_Inbox`, which counts it until
+  it is committed: at most `ingest.queue_max_messages`, the batch being written included. When
+  that many are held, `on_message` blocks: paho's thread stops reading the socket, TCP's flow
+  control stops the broker, and the broker keeps the rest. Nothing is dropped, QoS 0 included.
+  The broker's in-flight window alone does not bound it: in a burst from 200 agents Mosquitto
+  2.0.11 had 1,384 messages waiting at the hub against a receive maximum of 1,000.
+* The writer commits a batch when it holds `batch_max_messages`, when its first message has
+  waited `batch_max_delay_ms`, or as soon as no message has arrived for a millisecond (the broker
+  is then waiting for our acknowledgements). On a busy machine a thousand events can take a few
+  hundred milliseconds to commit, holding every row back from readers and every acknowledgement
+  back from the broker: batches are cut to what the last commits say fits in 0.1 s.
+* A batch of heartbeats alone (QoS 0: nothing waits for their acknowledgement) stays open for
+  `heartbeat_batch_ms` instead, so the heartbeats of a thousand boxes share a commit rather than
+  take one each; the first event, status or reply puts the batch back on the rules above.
+
 Rejections never raise: a message that breaks the contract (bad topic, oversized, not JSON, wrong
 version, invalid fields) is counted in `rejections` per (site, device, cause), logged once per key,
 and acknowledged like any other message so the broker does not resend it forever.
@@ -26,9 +43,9 @@ the topic, so the topic is the only identity the hub uses.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -65,10 +82,14 @@ _MODELS: dict[str, tuple[RecordKind, type[Status | Heartbeat | Event | Reply]]] 
     "event": ("event", Event),
     "reply": ("reply", Reply),
 }
-# A batch closes early once no message has arrived for this long: under a steady stream the
-# broker is waiting for our acknowledgements (its in-flight window is full), so waiting longer
-# only adds latency.
+# A batch with an event in it closes early once no message has arrived for this long: under a
+# steady stream the broker is waiting for our acknowledgements (its in-flight window is full), so
+# waiting longer only adds latency.
 _IDLE_GAP_SECONDS = 0.001
+# Batches are cut to what the last commits say fits in this time (see the module docstring),
+# but never below _MIN_BATCH: a commit has a fixed cost (a disk flush) too.
+_COMMIT_TARGET_SECONDS = 0.1
+_MIN_BATCH = 50
 _MAX_TEXT = 200  # rejected topics and error texts are stored truncated: they come from untrusted senders
 _RETRY_MAX_SECONDS = 30.0
 
@@ -141,7 +162,8 @@ class IngestStats:
     commits: int = 0
     set_aside: int = 0  # refused by the database although they passed the contract: kept in dead_letters
     uncommitted: int = 0  # abandoned at stop after a database failure: the broker delivers them again
-    dropped_qos0: int = 0  # heartbeats dropped while the writer was far behind (the next one replaces them)
+    queue_peak: int = 0  # most messages waiting for the writer at once (at most ingest.queue_max_messages)
+    held_back_seconds: float = 0.0  # time the network thread stopped reading because the writer was behind
     connects: int = 0
     by_cause: dict[str, int] = field(default_factory=dict)
 
@@ -149,7 +171,76 @@ class IngestStats:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
 
 
-_STOP = object()
+class _Inbox:
+    """The bounded hand-over from paho's network thread to the writer (see the module docstring).
+
+    It counts a message from `put` until the writer reports it committed (`done`), so
+    `capacity` bounds what the hub holds uncommitted, the batch being written included. `put`
+    waits while that many are held. `close` (at stop) releases a waiting `put`, whose message is
+    then refused (left unacknowledged, for the broker to deliver again), while `take` still
+    returns what was accepted before."""
+
+    def __init__(self, capacity: int, stats: IngestStats) -> None:
+        self.capacity = capacity
+        self._stats = stats
+        self._items: deque[_Pending] = deque()
+        self._held = 0  # waiting plus taken but not yet done
+        self._cond = threading.Condition()
+        self._closed = False
+        self._want = 0  # what the waiting writer waits for (0: it is not waiting)
+        self._urgent_wakes = False
+
+    def put(self, item: _Pending) -> bool:
+        with self._cond:
+            if self._held >= self.capacity and not self._closed:
+                began = time.monotonic()
+                while self._held >= self.capacity and not self._closed:
+                    self._cond.wait()
+                self._stats.held_back_seconds += time.monotonic() - began
+            if self._closed:
+                return False
+            self._items.append(item)
+            self._held += 1
+            self._stats.queue_peak = max(self._stats.queue_peak, self._held)
+            # Wake the writer only when what it waits for is there, not for every message.
+            if self._urgent_wakes and item.qos > 0:
+                self._urgent_wakes = False  # tells the waiting writer; see take()
+                self._cond.notify_all()
+            elif self._want and len(self._items) >= self._want:
+                self._cond.notify_all()
+            return True
+
+    def take(
+        self, limit: int, timeout: float | None, *, fill: bool = False, urgent_wakes: bool = False
+    ) -> tuple[list[_Pending], bool]:
+        """Up to `limit` messages, and whether the inbox is closed (nothing more will come once
+        it is empty). Waits up to `timeout` s (None: as long as it takes) for a first message, or
+        with `fill` for `limit` of them; `urgent_wakes` ends the wait early when a message
+        arrives that waits for its acknowledgement (QoS 1)."""
+        with self._cond:
+            want = limit if fill else 1
+            if len(self._items) < want and not self._closed:
+                self._want, self._urgent_wakes = want, urgent_wakes
+                try:
+                    self._cond.wait_for(
+                        lambda: self._closed or len(self._items) >= want or (urgent_wakes and not self._urgent_wakes),
+                        timeout,
+                    )
+                finally:
+                    self._want, self._urgent_wakes = 0, False
+            items = [self._items.popleft() for _ in range(min(limit, len(self._items)))]
+            return items, self._closed
+
+    def done(self, count: int) -> None:
+        """`count` taken messages are committed (or given up): room for as many new ones."""
+        with self._cond:
+            self._held -= count
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 class Ingest:
@@ -167,13 +258,13 @@ class Ingest:
         self.stats = IngestStats()
         self._address = parse_broker_url(config.mqtt.url)
         self._v5 = config.mqtt.protocol == "v5"
-        self._queue: queue.Queue[_Pending | object] = queue.Queue()
+        self._inbox = _Inbox(config.ingest.queue_max_messages, self.stats)
         self._generation = 0
         self._closing = False
         self._stopping = threading.Event()
         self._subscribed = threading.Event()
         self._writer: threading.Thread | None = None
-        self._qos0_backlog = 10 * config.ingest.batch_max_messages
+        self._record_seconds = 0.0  # what committing one record costs (see _batch_limit)
         # Bounded: a flood of invented device names must not grow memory or the table without end.
         self._rejection_keys = db.rejection_keys()
         self._logged: set[tuple[str, str, str]] = set()
@@ -225,8 +316,8 @@ class Ingest:
     def stop(self, timeout: float = 10.0) -> None:
         """Commit and acknowledge what was received, then disconnect (the session stays at the broker)."""
         self._closing = True
+        self._inbox.close()
         if self._writer is not None:
-            self._queue.put(_STOP)
             self._writer.join(timeout)
             if self._writer.is_alive():
                 # Still retrying a failing commit: give up; unacknowledged messages stay at the broker.
@@ -288,12 +379,8 @@ class Ingest:
             log.exception("cannot handle a message")
             record = _rejection("?", "?", time.time(), "internal", repr(exc), "?")
         self.stats.received += 1
-        if msg.qos == 0 and self._queue.qsize() > self._qos0_backlog:
-            # QoS 1 messages are bounded by the broker's in-flight window (nothing is acknowledged
-            # while the database is stuck); QoS 0 heartbeats are not, and are worthless once stale.
-            self.stats.dropped_qos0 += 1
-            return
-        self._queue.put(_Pending(record, msg.mid, msg.qos, self._generation))
+        # Blocks while the writer is behind: this thread then stops reading from the broker.
+        self._inbox.put(_Pending(record, msg.mid, msg.qos, self._generation))
 
     def _account_rejection(self, record: Record) -> Record:
         cause = record.cause or "?"
@@ -324,39 +411,50 @@ class Ingest:
     def _write_loop(self) -> None:
         ingest = self.config.ingest
         while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            assert isinstance(first, _Pending)
-            batch = [first]
-            stop_after = False
-            deadline = time.monotonic() + ingest.batch_max_delay_ms / 1000
-            while len(batch) < ingest.batch_max_messages:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    wait = min(_IDLE_GAP_SECONDS, deadline - time.monotonic())
-                    if wait <= 0:
-                        break
-                    try:
-                        item = self._queue.get(timeout=wait)
-                    except queue.Empty:
-                        break
-                if item is _STOP:
-                    stop_after = True
+            limit = self._batch_limit()
+            batch, closed = self._inbox.take(limit, None)
+            if not batch:
+                return  # closed and drained
+            urgent = any(p.qos > 0 for p in batch)
+            opened = time.monotonic()
+            deadline = opened + (ingest.batch_max_delay_ms if urgent else ingest.heartbeat_batch_ms) / 1000
+            while len(batch) < limit and not closed:
+                wait = deadline - time.monotonic()
+                if urgent:
+                    wait = min(wait, _IDLE_GAP_SECONDS)
+                if wait <= 0:
                     break
-                assert isinstance(item, _Pending)
-                batch.append(item)
-            self._commit(batch)
-            if stop_after:
-                return
+                more, closed = self._inbox.take(limit - len(batch), wait, fill=True, urgent_wakes=not urgent)
+                if not more:
+                    if urgent:
+                        break  # idle: the broker waits for our acknowledgements
+                    continue
+                if not urgent and any(p.qos > 0 for p in more):
+                    # Something waits for its acknowledgement now: the heartbeat window ends.
+                    urgent = True
+                    deadline = min(deadline, time.monotonic() + ingest.batch_max_delay_ms / 1000)
+                batch += more
+            try:
+                self._commit(batch)
+            finally:
+                self._inbox.done(len(batch))
+
+    def _batch_limit(self) -> int:
+        most = self.config.ingest.batch_max_messages
+        if self._record_seconds <= 0:
+            return most
+        return max(min(_MIN_BATCH, most), min(most, int(_COMMIT_TARGET_SECONDS / self._record_seconds)))
 
     def _commit(self, batch: list[_Pending]) -> None:
         records = [p.record for p in batch]
         delay = 0.1
         while True:
             try:
+                began = time.monotonic()
                 result = self.db.write(records)
+                # What one record costs to commit, smoothed over the last few batches.
+                cost = (time.monotonic() - began) / len(records)
+                self._record_seconds = cost if self._record_seconds <= 0 else 0.7 * self._record_seconds + 0.3 * cost
                 break
             except Exception:
                 # Disk full, a locked or broken database: keep the batch and try again. Nothing is
