@@ -3,25 +3,25 @@
 Same rules as the agent's config (edge_agent/config): every field has bounds and a description
 (the description is the comment `config init` writes), unknown keys are rejected everywhere, and
 errors name the file and the key path, e.g. `hub.yaml: mqtt.session_expiry_seconds: ...`.
-It shares the agent's config plumbing (YAML, ${ENV} expansion, error messages, `config init`
+It shares the agent's config plumbing (common.configfile: YAML, ${ENV} expansion, error messages, `config init`
 rendering), which loads no video or ML library: a hub box needs none.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.configfile import ConfigError as ConfigError  # re-exported: one error type for every config
+from common.configfile import format_validation_error as _format
+from common.configfile import read_config_text, read_mapping
+from common.configtext import field_lines
 from contract import MAX_PAYLOAD_BYTES
 from contract.broker import URL_PATTERN, check_broker_url, parse_broker_url
-from edge_agent.config.loader import ConfigError as ConfigError  # re-exported: one error type for every config
-from edge_agent.config.loader import format_validation_error as _format
-from edge_agent.config.loader import read_mapping
-from edge_agent.config.template import field_lines
 
 # The agent's MqttConfig accepts exactly this shape; the hub takes the same URLs.
 _LISTEN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
@@ -203,6 +203,43 @@ class WebConfig(Strict):
         "refused (HTTP 429) until the window has passed.",
     )
     login_window_minutes: float = Field(15, gt=0, le=1440, description="The window the two limits above count in.")
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        max_length=200,
+        description="The hub's address as a phone reaches it, e.g. https://hub.lanxi.example.cn. Alert messages "
+        "sent to WeCom or DingTalk link to <public_url>/alerts/<id>; without it they carry no link.",
+    )
+    time_zone: str = Field(
+        "Asia/Shanghai",
+        max_length=64,
+        description="IANA time zone of the sites: new arming schedules start in it, and alert messages give "
+        "their time in it unless the camera's schedule names another.",
+    )
+    notification_hosts: list[str] = Field(
+        ["qyapi.weixin.qq.com", "oapi.dingtalk.com"],
+        max_length=50,
+        description="Host names a notification webhook may point at (the WeCom and DingTalk robots by default; "
+        "add a relay's host here). The hub posts nowhere else, so an account cannot make it call into the "
+        "local network.",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"unknown time zone {value!r}: an IANA name such as Asia/Shanghai") from None
+        return value
+
+    @field_validator("notification_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not re.match(r"^[A-Za-z0-9.:-]{1,253}$", host):
+                raise ValueError(f"{host!r} is not a host name or address")
+        return [host.lower() for host in value]
 
 
 class HubConfig(Strict):
@@ -231,24 +268,10 @@ class HubConfig(Strict):
         return self.data_dir / "hub.db"
 
 
-# --- broker URL -------------------------------------------------------------------------------
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 # --- loading ----------------------------------------------------------------------------------
 def load_hub_config(path: str | Path) -> HubConfig:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
-    return parse_hub_config(text, source=str(path), base_dir=path.resolve().parent)
+    return parse_hub_config(read_config_text(path), source=str(path), base_dir=path.resolve().parent)
 
 
 def parse_hub_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> HubConfig:
