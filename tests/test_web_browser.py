@@ -242,6 +242,21 @@ def test_police_see_the_site_and_admins_run_devices_users_and_audit(page: Page, 
     assert {json.loads(line)["username"] for line in listed.splitlines()} >= {"owner3", "admin"}
 
 
+def test_pages_load_nothing_from_elsewhere_and_the_api_reference_works(page: Page, loop: Loop) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{loop.url}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Diaolou hub")
+    shot(page, "api-docs")
+    sign_in(page, loop, "owner1")
+    for path in ("/alerts", f"/cameras/{OWN_CAMERA}", "/"):
+        page.goto(f"{loop.url}{path}")
+    page.click("#sign-out-everywhere")
+    page.wait_for_url(f"{loop.url}/login")
+    outside = [url for url in requested if not url.startswith(loop.url) and not url.startswith("data:")]
+    assert requested and not outside, outside
+
+
 def test_screenshots_were_written() -> None:
     """The artefacts a person looks at: both languages of every page."""
     names = {p.stem for p in SCREENSHOTS.glob("*.png")}

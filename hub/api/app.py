@@ -84,6 +84,9 @@ def _wants_html(request: Request) -> bool:
 def create_app(config: HubConfig) -> FastAPI:
     open_store(config.db_path)
     app = FastAPI(
+        # /docs is the hub's own page (api/pages.py) with Swagger UI shipped in the package.
+        docs_url=None,
+        redoc_url=None,
         title="Diaolou hub",
         version=__version__,
         description="Cameras, alerts, devices, users and the audit log of a Diaolou hub. Every route under "

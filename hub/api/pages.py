@@ -66,6 +66,21 @@ def login_page(request: Request, _: None = public()) -> Response:
     return render(request, "login.html", None, next=request.query_params.get("next", "/"))
 
 
+# Swagger UI sets styles inline; its page alone allows that (scripts stay 'self' only).
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def api_docs(request: Request, _: None = public()) -> Response:
+    """The API reference (OpenAPI at /openapi.json), served from the package: no CDN."""
+    response = templates.TemplateResponse(request, "docs.html", {})
+    response.headers["content-security-policy"] = DOCS_CSP
+    return response
+
+
 @router.get("/healthz")
 def healthz(_: None = public()) -> dict[str, str]:
     return {"status": "ok"}

@@ -27,6 +27,9 @@ const diaolou = (() => {
     document.getElementById("sign-out")?.addEventListener("click", async () => {
       try { await send("POST", "/api/v1/auth/logout"); } finally { location.href = "/login"; }
     });
+    document.getElementById("sign-out-everywhere")?.addEventListener("click", async () => {
+      try { await send("POST", "/api/v1/auth/logout-everywhere"); } finally { location.href = "/login"; }
+    });
   });
   return { formatTimes, send, fmt };
 })();
