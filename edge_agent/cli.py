@@ -155,6 +155,8 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     for gap in timeline.gaps:
         d = gap.as_dict()
         print(f"  gap      {d['start']} .. {d['end']}  ({d['seconds']} s)")
+        if gap.path:
+            print(f"           damaged: {gap.path}: {gap.problem}")
     return 0
 
 
