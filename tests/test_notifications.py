@@ -367,6 +367,38 @@ def test_hub_restart_loses_nothing_and_repeats_nothing(config: HubConfig, robot:
         second.stop()
 
 
+def outbox_states(config: HubConfig) -> dict[str, str]:
+    conn = connect(config.db_path)
+    try:
+        return {r["event_id"]: r["state"] for r in conn.execute("SELECT event_id, state FROM notify_outbox")}
+    finally:
+        conn.close()
+
+
+def test_an_alert_too_old_to_help_is_given_up(config: HubConfig, robot: Robot) -> None:
+    """Undelivered for a day (the notifier's clock is moved on), or a day old on arrival: not sent."""
+    skew = [0.0]
+    policy = NotifyPolicy(poll_seconds=0.05, backoff_first_seconds=0.05, backoff_max_seconds=0.2)
+    running = Notifier(config.db_path, NotifySettings.of(config.web), policy, clock=lambda: time.time() + skew[0])
+    robot.script = [(500, None)] * 1000
+    add_channel(config, "owner1", "wecom", robot.url("/send?key=k"))
+    running.start()
+    try:
+        stuck = alert(config, time.time())
+        assert robot.wait(lambda got: any(r.event_id == stuck for r in got))
+        skew[0] = policy.give_up_seconds + 60
+        assert wait_for(lambda: outbox_states(config).get(stuck) == "expired", WAIT)
+        with robot.changed:
+            robot.script = []
+        late = alert(config, time.time() - 60)  # a day and a minute old by the notifier's clock
+        marker = alert(config, time.time() + skew[0])
+        assert robot.wait(lambda got: marker in [r.event_id for r in got if r.taken])
+        assert robot.delivered() == [marker]
+        assert late not in outbox_states(config)
+    finally:
+        running.stop()
+
+
 @dataclass
 class RunningHub:
     server: HubServer

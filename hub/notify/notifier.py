@@ -44,11 +44,12 @@ _NEW_ALERTS = (
     "SELECT rowid, id, site, device, camera, kind, time, detail FROM events WHERE rowid > ? AND phase = 'new' "
     "AND test = 0 AND kind = 'person' AND camera IS NOT NULL ORDER BY rowid LIMIT ?"
 )
-# Each channel's oldest pending delivery, for the channels whose backoff has passed.
+# Each channel's oldest pending delivery, for the channels whose backoff has passed (or lies
+# further ahead than any backoff: the clock was set back).
 _DUE = (
     "SELECT o.id, o.channel_id, o.text, c.kind, c.url, c.secret, c.failures FROM notify_channels c "
     "JOIN notify_outbox o ON o.id = (SELECT min(id) FROM notify_outbox WHERE channel_id = c.id AND state = 'pending') "
-    "WHERE c.enabled = 1 AND c.retry_at <= ? ORDER BY o.id"
+    "WHERE c.enabled = 1 AND (c.retry_at <= ? OR c.retry_at > ?) ORDER BY o.id"
 )
 KEEP_DONE_SECONDS = 30 * 86400.0  # sent and expired deliveries are kept this long, for the record
 
@@ -246,7 +247,7 @@ class Notifier:
     def _send_step(self, conn: sqlite3.Connection) -> float:
         now = self.clock()
         self._tidy(conn, now)
-        for due in conn.execute(_DUE, (now,)).fetchall():
+        for due in conn.execute(_DUE, (now, now + self.policy.backoff_max_seconds)).fetchall():
             if self._stop.is_set():
                 return 0.0
             self._deliver(conn, due)
