@@ -42,7 +42,8 @@ from hub.server import HubServer
 from hub.services import accounts, audit
 from hub.store import connect
 from tests.conftest import REPO, free_port, wait_for
-from tests.test_hub import Publisher
+from tests.support.brokers import Broker
+from tests.test_hub import HubProcess, Publisher, write_config
 
 WAIT = 30.0  # bound on waiting for real threads and servers; not a performance limit
 PASSWORD = "correct horse battery"
@@ -397,6 +398,44 @@ def test_an_alert_too_old_to_help_is_given_up(config: HubConfig, robot: Robot) -
         assert late not in outbox_states(config)
     finally:
         running.stop()
+
+
+def test_hub_killed_with_kill_9_loses_and_repeats_no_notification(
+    mosquitto: Broker, config: HubConfig, robot: Robot, tmp_path: Path
+) -> None:
+    """`diaolou-hub run` killed -9 while the robot is down, an alert arriving while the hub is
+    dead (Mosquitto holds it): after the restart every alert reaches the phone once."""
+    raw = json.loads(config.model_dump_json())
+    raw.update(listen=f"127.0.0.1:{free_port()}", mqtt={"url": mosquitto.url(), "protocol": mosquitto.protocol})
+    hub_config = HubConfig.model_validate(raw)
+    add_channel(config, "owner1", "wecom", robot.url("/send?key=k"))
+    hub = HubProcess(write_config(tmp_path, hub_config), tmp_path / "hub.log").start()
+    agent = Publisher(mosquitto.port, mosquitto.protocol, "lanxi-shop-1")
+
+    def publish() -> str:
+        ev = Event(id=new_event_id(), kind="person", phase="new", camera="door", time=time.time())
+        agent.publish(topic("lanxi", "shop-1", "event"), encode(ev))
+        return ev.id
+
+    try:
+        delivered = publish()
+        assert robot.wait(lambda got: delivered in [r.event_id for r in got if r.taken])
+        with robot.changed:
+            robot.script = [(500, None)] * 1000  # the robot goes down
+        queued = publish()
+        assert robot.wait(lambda got: queued in [r.event_id for r in got])
+        hub.kill()
+        while_dead = publish()
+        with robot.changed:
+            robot.script = []  # the robot is back
+        hub.start()
+        marker = publish()
+        assert robot.wait(lambda got: marker in [r.event_id for r in got if r.taken])
+        assert robot.delivered() == [delivered, queued, while_dead, marker]
+    finally:
+        agent.close()
+        if hub.proc is not None and hub.proc.poll() is None:
+            assert hub.terminate() == 0
 
 
 @dataclass
