@@ -159,7 +159,7 @@ def audit_page(
     conn: Conn,
     who: str | None = Query(None, max_length=64),
     action: str | None = Query(None, max_length=64),
-    before: int | None = Query(None, ge=1),
+    before: int | None = Query(None, ge=1, le=2**63 - 1),
     principal: Principal = page_allow("admin"),
 ) -> Response:
     page = audit.search(conn, who or None, action or None, before=before)

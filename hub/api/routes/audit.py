@@ -26,7 +26,7 @@ def search(
     target: str | None = Query(None, max_length=200, description="Only this target (camera, alert, user)."),
     since: datetime | None = Query(None),
     until: datetime | None = Query(None),
-    before: int | None = Query(None, ge=1, description="The `next` of the previous page."),
+    before: int | None = Query(None, ge=1, le=2**63 - 1, description="The `next` of the previous page."),
     limit: int = Query(50, ge=1, le=audit.PAGE_MAX),
     principal: Principal = allow("admin"),
 ) -> AuditPage:
