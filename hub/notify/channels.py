@@ -15,7 +15,17 @@ from collections.abc import Collection, Sequence
 
 from hub.models import Principal
 from hub.notify import robots, schedule
-from hub.notify.models import Arming, ArmingSegment, ArmingSet, Channel, ChannelCreate, ChannelUpdate
+from hub.notify.message import trial_message
+from hub.notify.models import (
+    Arming,
+    ArmingSegment,
+    ArmingSet,
+    Channel,
+    ChannelCreate,
+    ChannelUpdate,
+    SendResult,
+)
+from hub.notify.settings import NotifySettings
 from hub.services import audit
 from hub.store import transaction
 
@@ -64,9 +74,23 @@ def get_channel(conn: sqlite3.Connection, principal: Principal, channel_id: int)
     return None if row is None else _channel(row)
 
 
-def secret_parts(conn: sqlite3.Connection, principal: Principal, channel_id: int) -> sqlite3.Row | None:
-    """kind, url and secret of a channel `principal` may manage: for a test message."""
-    return _row(conn, principal, channel_id)
+def send_test(
+    conn: sqlite3.Connection, actor: audit.Actor, principal: Principal, channel_id: int, settings: NotifySettings
+) -> SendResult | None:
+    """Post a test message now, past the outbox; None for a channel `principal` may not manage."""
+    row = _row(conn, principal, channel_id)
+    if row is None:
+        return None
+    link = f"{settings.public_url}/notifications" if settings.public_url else None
+    try:
+        robots.post(
+            row["kind"], row["url"], row["secret"], trial_message(principal.locale, link), settings.allowed_hosts
+        )
+        error = None
+    except robots.DeliveryError as exc:
+        error = str(exc)
+    audit.record(conn, actor, "notify.channel.test", f"channel:{channel_id}", user=row["username"], ok=error is None)
+    return SendResult(ok=error is None, error=error)
 
 
 def _check(kind: str, url: str, secret: str | None, allowed_hosts: Collection[str]) -> None:

@@ -27,16 +27,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub.config import WebConfig
 from hub.models import Principal, User, camera_id
-from hub.notify import channels, robots, schedule
-from hub.notify.models import ChannelKind
+from hub.notify import channels, robots
+from hub.notify.message import message
+from hub.notify.settings import NotifyPolicy as NotifyPolicy  # re-exported: the notifier and its settings
+from hub.notify.settings import NotifySettings as NotifySettings
 from hub.services import accounts
 from hub.store import connect, open_store, transaction
-from hub.web.i18n import Lang, translate
 
 log = logging.getLogger("diaolou.hub.notify")
 
@@ -52,68 +51,6 @@ _DUE = (
     "WHERE c.enabled = 1 AND (c.retry_at <= ? OR c.retry_at > ?) ORDER BY o.id"
 )
 KEEP_DONE_SECONDS = 30 * 86400.0  # sent and expired deliveries are kept this long, for the record
-
-
-@dataclass(frozen=True)
-class NotifySettings:
-    """What the notifier and the routes take from the hub's config (web.*)."""
-
-    public_url: str | None = None
-    time_zone: str = "Asia/Shanghai"
-    allowed_hosts: frozenset[str] = field(default_factory=frozenset)
-
-    @classmethod
-    def of(cls, web: WebConfig) -> NotifySettings:
-        url = web.public_url.rstrip("/") if web.public_url else None
-        return cls(url, web.time_zone, frozenset(web.notification_hosts))
-
-    def alert_link(self, event_id: str) -> str | None:
-        return f"{self.public_url}/alerts/{event_id}" if self.public_url else None
-
-
-@dataclass(frozen=True)
-class NotifyPolicy:
-    poll_seconds: float = 1.0  # how often the matcher looks for new alerts
-    batch: int = 500  # events matched per transaction
-    backoff_first_seconds: float = 1.0
-    backoff_max_seconds: float = 300.0
-    give_up_seconds: float = 86400.0
-    timeout_seconds: float = robots.TIMEOUT_SECONDS
-
-    def backoff(self, failures: int) -> float:
-        """Wait after the `failures`-th failure in a row: doubling from the first, capped."""
-        return float(min(self.backoff_max_seconds, self.backoff_first_seconds * 2 ** min(failures - 1, 30)))
-
-
-def message(lang: Lang, camera: str, t: float, time_zone: str, zone: str | None, link: str | None) -> str:
-    """What the phone shows: camera, local time, zone and the link to the alert page."""
-
-    def tr(key: str) -> str:
-        return translate(lang, key)
-
-    lines = [
-        tr("notify_msg_title"),
-        f"{tr('camera')}{tr('notify_colon')}{camera}",
-        f"{tr('time')}{tr('notify_colon')}{schedule.local_text(t, time_zone)} ({time_zone})",
-        f"{tr('zone')}{tr('notify_colon')}{zone or tr('none')}",
-    ]
-    if link:
-        lines.append(f"{tr('notify_msg_open')}{tr('notify_colon')}{link}")
-    return "\n".join(lines)
-
-
-def trial_message(lang: Lang, link: str | None) -> str:
-    text = translate(lang, "notify_msg_test")
-    return f"{text}\n{link}" if link else text
-
-
-def send_now(kind: ChannelKind, url: str, secret: str | None, text: str, settings: NotifySettings) -> str | None:
-    """Post one message at once (the page's test button); None when the robot took it, else why not."""
-    try:
-        robots.post(kind, url, secret, text, settings.allowed_hosts)
-    except robots.DeliveryError as exc:
-        return str(exc)
-    return None
 
 
 def _principal(user: User) -> Principal:
