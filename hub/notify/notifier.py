@@ -109,8 +109,8 @@ class Notifier:
             while not self._stop.is_set():
                 try:
                     wait = step(conn)
-                except sqlite3.Error:
-                    log.exception("notifier %s: database error; trying again", name)
+                except Exception:  # a thread that dies would stop every notification without a word
+                    log.exception("notifier %s failed; trying again", name)
                     wait = self.policy.poll_seconds
                 if wait > 0:
                     pause.wait(wait)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import time
 import urllib.error
@@ -118,12 +119,12 @@ def post(
             answer = response.read(MAX_ANSWER_BYTES)
     except urllib.error.HTTPError as exc:
         raise DeliveryError(f"HTTP {exc.code} {exc.reason}"[:_ERROR_CHARS]) from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(f"cannot reach the robot: {reason}"[:_ERROR_CHARS]) from None
     try:
         result = json.loads(answer)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise DeliveryError("the robot's answer is not JSON") from None
     errcode = result.get("errcode") if isinstance(result, dict) else None
     if type(errcode) is not int or errcode != 0:
