@@ -34,13 +34,14 @@ from edge_agent.events.ids import new_event_id
 from hub.api.app import create_app
 from hub.config import HubConfig
 from hub.db import HubDB
+from hub.migrations import migrations
 from hub.notify import channels, schedule
 from hub.notify.models import ArmingSegment, ArmingSet, ChannelCreate
 from hub.notify.notifier import Notifier, NotifyPolicy, NotifySettings
 from hub.records import Record
 from hub.server import HubServer
 from hub.services import accounts, audit
-from hub.store import connect
+from hub.store import connect, open_store
 from tests.conftest import REPO, free_port, wait_for
 from tests.support.brokers import Broker
 from tests.test_hub import HubProcess, Publisher, write_config
@@ -366,6 +367,38 @@ def test_hub_restart_loses_nothing_and_repeats_nothing(config: HubConfig, robot:
         assert robot.delivered() == [*sent, queued, while_down, marker]
     finally:
         second.stop()
+
+
+def test_upgrading_a_hub_does_not_send_its_history(tmp_path: Path, robot: Robot) -> None:
+    """A hub.db from before notifications (schema 3) with alerts in it: only later alerts are sent."""
+    web = {"notification_hosts": ["127.0.0.1"], "public_url": PUBLIC}
+    config = HubConfig.model_validate({"data_dir": str(tmp_path / "old-hub"), "web": web})
+    config.data_dir.mkdir()
+    conn = connect(config.db_path)
+    for migration in migrations()[:3]:
+        conn.executescript(migration.sql)
+    conn.execute("PRAGMA user_version = 3")
+    old = [f"01JA2B3C4D5E6F7G8H9J0K{n:04d}" for n in range(3)]
+    for eid in old:
+        conn.execute(
+            "INSERT INTO events (id, phase, seq, site, device, camera, kind, time, test, detail, received) "
+            "VALUES (?, 'new', 0, 'lanxi', 'shop-1', 'door', 'person', ?, 0, '{}', ?)",
+            (eid, NIGHT, NIGHT),
+        )
+    conn.close()
+    open_store(config.db_path)  # what the upgraded hub does first: the notifications migration runs
+    conn = connect(config.db_path)
+    accounts.add_user(conn, audit.CLI, "owner1", PASSWORD, "shop_owner", cameras=["lanxi.shop-1.door"])
+    conn.close()
+    add_channel(config, "owner1", "wecom", robot.url("/send?key=k"))  # before the notifier first looks
+    running = Notifier(config.db_path, NotifySettings.of(config.web), FAST)
+    running.start()
+    try:
+        new = alert(config, NIGHT + 10)
+        assert robot.wait(lambda got: len(got) >= 1)
+        assert robot.delivered() == [new] and not set(old) & set(outbox_states(config))
+    finally:
+        running.stop()
 
 
 def outbox_states(config: HubConfig) -> dict[str, str]:
