@@ -699,6 +699,25 @@ def test_a_shop_owner_adds_a_robot_tests_it_and_arms_a_camera_on_the_phone(
     camera.locator("button[type=submit]").click()
     expect(camera.locator("button[data-action=always]")).to_be_visible()  # after the reload: a schedule is set
     expect(camera.locator("input[name=segments]")).to_have_value("20:00-07:00, 12:00-13:30")
+    # Weekdays come from the API; the page shows them and keeps them for a segment it leaves alone.
+    conn = connect(running_hub.server.config.db_path)
+    weekend = ArmingSet(
+        segments=[ArmingSegment(start="20:00", end="07:00", days=[6, 7]), ArmingSegment(start="12:00", end="13:30")]
+    )
+    channels.set_arming(
+        conn, audit.CLI, user_id(running_hub.server.config, "owner1"), "lanxi.shop-1.door", weekend, "Asia/Shanghai"
+    )
+    page.reload()
+    expect(camera).to_contain_text("20:00-07:00: 周六 周日")
+    camera.locator("input[name=segments]").fill("20:00-07:00, 12:00-14:00")
+    camera.locator("button[type=submit]").click()
+    expect(camera.locator("input[name=segments]")).to_have_value("20:00-07:00, 12:00-14:00")
+    saved = channels.get_arming(conn, user_id(running_hub.server.config, "owner1"), "lanxi.shop-1.door", "UTC", NIGHT)
+    conn.close()
+    assert [(s.start, s.end, s.days) for s in saved.segments] == [
+        ("20:00", "07:00", [6, 7]),
+        ("12:00", "14:00", [1, 2, 3, 4, 5, 6, 7]),
+    ]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "notifications-zh.png"), full_page=True)
     page.goto(f"{url}/notifications?lang=en")

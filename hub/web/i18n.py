@@ -125,6 +125,7 @@ STRINGS: dict[str, dict[Lang, str]] = {
     "time_zone": {"zh": "时区", "en": "Time zone"},
     "save": {"zh": "保存", "en": "Save"},
     "set_always": {"zh": "改为全天", "en": "Make it always"},
+    "weekday_names": {"zh": "周一,周二,周三,周四,周五,周六,周日", "en": "Mon,Tue,Wed,Thu,Fri,Sat,Sun"},
     "notify_msg_title": {"zh": "【碉楼】有人出现", "en": "[Diaolou] Person detected"},
     "notify_msg_open": {"zh": "查看", "en": "Open"},
     "notify_msg_test": {

@@ -49,11 +49,17 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
 
-  // "20:00-07:00, 12:00-13:30" -> segments; an empty field is an empty list (never armed).
-  const segments = (text) => text.split(/[,，;；\s]+/).filter(Boolean).map((part) => {
-    const [start, end] = part.split(/[-–~～]/);
-    return { start: (start || "").trim(), end: (end || "").trim() };
+  // "20:00-07:00, 12:00-13:30" -> segments; an empty field is an empty list (never armed). The
+  // page edits times only: weekdays set through the API stay with a segment whose times are kept.
+  const segments = (text, days) => text.split(/[,，;；\s]+/).filter(Boolean).map((part) => {
+    const [start, end] = part.split(/[-–~～]/).map((t) => (t || "").trim());
+    const kept = days.get(`${start}-${end}`);
+    return kept ? { start, end, days: kept } : { start, end };
   });
+  const weekdays = (text) => new Map(text.split(";").filter(Boolean).map((item) => {
+    const [times, days] = item.split("=");
+    return [times, days.split(",").map(Number)];
+  }));
   for (const arming of document.querySelectorAll("form.arming")) {
     const camera = arming.closest("[data-camera]").dataset.camera;
     const path = `${api}/arming/${encodeURIComponent(camera)}`;
@@ -71,7 +77,8 @@ document.addEventListener("DOMContentLoaded", () => {
       event.preventDefault();
       const data = new FormData(arming);
       run(() => diaolou.send("PUT", path, {
-        segments: segments(String(data.get("segments"))), time_zone: String(data.get("time_zone")).trim() || null,
+        segments: segments(String(data.get("segments")), weekdays(arming.dataset.days)),
+        time_zone: String(data.get("time_zone")).trim() || null,
       }));
     });
     arming.querySelector("[data-action=always]")?.addEventListener("click", () => run(() => diaolou.send("DELETE", path)));
