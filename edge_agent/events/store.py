@@ -116,14 +116,34 @@ class EventStore:
     def prune(
         self, camera: str | None, before: float, keep: Sequence[tuple[float, float]], only_sent: bool = True
     ) -> int:
-        """Delete the camera's events older than `before`, except those inside a `keep` window
-        (legal holds) and, with `only_sent`, those the hub has not confirmed yet. None: the
-        agent's own events (no camera)."""
-        sql = "delete from events where time < ? and camera is ?" + (" and sent = 1" if only_sent else "")
-        args: list[Any] = [before, camera]
-        for start, end in keep:
-            sql += " and not (time >= ? and time <= ?)"
-            args += [start, end]
+        """Delete the camera's events that ended before `before`, except those that overlap a `keep`
+        window (legal holds) and, with `only_sent`, those the hub has not confirmed yet. None: the
+        agent's own events (no camera).
+
+        A person event ends at `detail.end`, which is null while it is still open: an open event is
+        never pruned. An event without an end (camera offline, disk full) ends when it happens.
+        The holds go in as one JSON parameter and are joined in the statement, so thousands of them
+        cost one query (a clause per hold made the statement grow with the holds, past SQLite's
+        limit on expression depth)."""
+        # One DELETE (the sqlite3 module counts rows and opens the transaction only for a statement
+        # that starts with DELETE, so the common table expressions sit inside it).
+        sql = f"""
+            delete from events where id in (
+                with holds(first, last) as materialized (
+                    select value ->> 0, value ->> 1 from json_each(:holds)
+                ),
+                aged(id, start, ended) as (
+                    select id, time,
+                           case when json_type(detail, '$.end') is null then time else detail ->> '$.end' end
+                    from events
+                    where camera is :camera and time < :before{" and sent = 1" if only_sent else ""}
+                )
+                select id from aged
+                where ended < :before
+                  and not exists (select 1 from holds where holds.first <= aged.ended and aged.start <= holds.last)
+            )
+        """
+        args = {"camera": camera, "before": before, "holds": json.dumps([[start, end] for start, end in keep])}
         with self._lock, self.db.conn:
             return self.db.execute(sql, args).rowcount
 

@@ -6,8 +6,8 @@ never touch a segment that a legal hold covers.
 
 The age limit also covers what the camera's events left behind: snapshot day directories
 whose whole day is past it (unless a hold overlaps the day), and event rows the hub already
-has (unless a hold covers their time). Without it they would fill the disk a few MB a day,
-long after the video they illustrate is gone.
+has whose end is past it (unless their time overlaps a hold; an event still open never goes).
+Without it they would fill the disk a few MB a day, long after the video they illustrate is gone.
 """
 
 from __future__ import annotations
