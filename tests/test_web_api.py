@@ -5,6 +5,7 @@ from the app's own routes (a route added without a rule fails here).
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from contract import Event, Heartbeat, Status
 from hub.api.app import create_app, route_policies
@@ -30,7 +32,16 @@ from hub.store import connect
 from tests.test_hub import hub_cmd
 
 PASSWORD = "correct horse battery"
-JPEG = b"\xff\xd8\xff" + b"\x00" * 64 + b"\xff\xd9"
+
+
+def _jpeg() -> bytes:
+    """A real 640x360 JPEG, as an agent's snapshot is."""
+    out = io.BytesIO()
+    Image.effect_noise((640, 360), 40).convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+JPEG = _jpeg()
 
 
 def ulid(n: int) -> str:
@@ -166,6 +177,10 @@ def test_a_shop_owner_sees_only_their_cameras_and_alerts(hub: tuple[HubConfig, T
     assert client.get(f"/api/v1/alerts/{ulid(1)}/snapshot", headers=headers).status_code == 404
     snap = client.get(f"/api/v1/alerts/{ulid(0)}/snapshot", headers=headers)
     assert snap.status_code == 200 and snap.content == JPEG
+    thumb = client.get(f"/api/v1/alerts/{ulid(0)}/snapshot?size=thumb", headers=headers)
+    assert thumb.status_code == 200 and len(thumb.content) < len(JPEG) / 3
+    assert Image.open(io.BytesIO(thumb.content)).size == (320, 180)
+    assert client.get(f"/api/v1/alerts/{ulid(1)}/snapshot?size=thumb", headers=headers).status_code == 404
 
 
 def test_police_see_their_sites_admins_everything_others_nothing(hub: tuple[HubConfig, TestClient]) -> None:

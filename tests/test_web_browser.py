@@ -187,6 +187,19 @@ def test_a_shop_owner_sees_an_alert_arrive_live_and_only_their_camera(page: Page
     cameras = page.locator("li.alert .meta:last-child").all_inner_texts()
     assert cameras and all(c.startswith(OWN_CAMERA) for c in cameras), cameras
     in_both_languages(page, "alerts")
+    # What a phone downloads to open the feed afresh (empty cache): page, styles, scripts, thumbnails.
+    fresh = page.context.browser.new_context(viewport={"width": 390, "height": 844})  # type: ignore[union-attr]
+    weigh = fresh.new_page()
+    sign_in(weigh, loop, "owner1")
+    weigh.goto(f"{loop.url}/alerts", wait_until="networkidle")
+    entries = weigh.evaluate(
+        """() => [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]
+                 .map((e) => [e.name, e.transferSize])"""
+    )
+    weight = sum(size for _, size in entries)
+    print(f"first load of the feed: {weight / 1024:.0f} KB in {len(entries)} responses")
+    assert len(entries) >= 5 and weight < 300 * 1024, entries
+    fresh.close()
 
     page.locator(f'li.alert[data-id="{event_id}"] a').click()
     page.wait_for_url(f"{loop.url}/alerts/{event_id}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from hub.api.deps import Conn, actor, signed_in
 from hub.models import Alert, AlertPage, Principal
 from hub.services import alerts, audit
+from hub.services.thumbs import thumbnail
 from hub.store import connect
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
@@ -91,10 +93,21 @@ def get_alert(alert_id: str, conn: Conn, principal: Principal = signed_in()) -> 
 
 
 @router.get("/{alert_id}/snapshot", response_class=FileResponse)
-def snapshot(alert_id: str, request: Request, conn: Conn, principal: Principal = signed_in()) -> FileResponse:
+def snapshot(
+    alert_id: str,
+    request: Request,
+    conn: Conn,
+    size: Literal["full", "thumb"] = Query("full", description="thumb: 320 px wide, for lists."),
+    principal: Principal = signed_in(),
+) -> FileResponse:
     """The alert's JPEG. Every view is in the audit log."""
     path = alerts.snapshot_file(conn, request.app.state.data_dir, principal, alert_id)
     if path is None:
         raise HTTPException(404, f"no snapshot for alert {alert_id[:40]!r}")
-    audit.record(conn, actor(request, principal), "snapshot.view", alert_id)
+    if size == "thumb":
+        try:
+            path = thumbnail(path)
+        except (OSError, ValueError) as exc:
+            raise HTTPException(404, f"the snapshot of alert {alert_id[:40]!r} cannot be read: {exc}") from None
+    audit.record(conn, actor(request, principal), "snapshot.view", alert_id, size=size)
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

@@ -28,7 +28,7 @@ document.addEventListener("DOMContentLoaded", () => {
     a.href = `/alerts/${encodeURIComponent(alert.id)}`;
     if (alert.snapshot) {
       const img = document.createElement("img");
-      img.src = alert.snapshot;
+      img.src = `${alert.snapshot}?size=thumb`;
       img.alt = "";
       a.append(img);
     } else {
