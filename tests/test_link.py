@@ -56,7 +56,7 @@ class Subscriber:
     """A plain paho client that records what arrives on the device's topics, resubscribing after
     every reconnect (the broker may have been restarted without its sessions)."""
 
-    def __init__(self, broker: Broker, name: str = "test-sub") -> None:
+    def __init__(self, broker: Broker, name: str = "test-sub", login: tuple[str, str] | None = None) -> None:
         self.broker = broker
         self.lock = threading.Lock()
         self.messages: list[tuple[str, bytes, bool]] = []
@@ -69,6 +69,8 @@ class Subscriber:
             clean_session=None if v5 else True,
         )
         self.client.reconnect_delay_set(1, 1)
+        if login is not None:
+            self.client.username_pw_set(*login)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"diaolou/v1/{SITE}/{DEVICE}/#", 1)
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -466,6 +468,49 @@ def test_wrong_credentials_are_reported_and_messages_stay_queued(
         box.close()
         broker.stop()
         shutil.rmtree(pwdir, ignore_errors=True)
+
+
+def test_a_refused_message_is_retried_on_the_live_connection_once_the_acl_allows_it(tmp_path: Path) -> None:
+    """Mosquitto 2 answers a v5 publish its ACL denies with PUBACK 0x87 (not authorised). The row
+    stays queued and is published again with backoff on the same connection, so fixing the ACL
+    and reloading Mosquitto (SIGHUP) delivers it without a reconnect."""
+    # World-readable files: run as root, Mosquitto may read them as the `mosquitto` user.
+    etc = Path(tempfile.mkdtemp(prefix="diaolou-acl-"))
+    etc.chmod(0o755)
+    passwords, acl = etc / "passwd", etc / "acl"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "box1", "box-pass"], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", str(passwords), "sub", "sub-pass"], check=True)
+    prefix = f"diaolou/v1/{SITE}/{DEVICE}"
+    rules = ["user sub", "topic read diaolou/v1/#", "user box1", f"topic write {prefix}/status"]
+    acl.write_text("\n".join(rules) + "\n")  # no event topic for the box yet
+    for path in (passwords, acl):
+        path.chmod(0o644)
+    broker = Broker("mosquitto", tmp_path / "broker", password_file=passwords, acl_file=acl).start()
+    subscriber = Subscriber(broker, login=("sub", "sub-pass")).start()
+    box = Outbox(tmp_path / "outbox.db")
+    batch = events(3)
+    enqueue(box, batch)
+    config = MqttConfig(url=broker.url("box1", "box-pass"), protocol="v5")
+    link = MqttLink(config, SITE, DEVICE, box, refused_retry_min_seconds=0.05, refused_retry_max_seconds=0.2)
+    try:
+        link.start()
+        # Refused, and refused again when retried: 3 messages, at least two rounds.
+        assert wait_for(lambda: link.stats().refused >= 6, WAIT, 0.02)
+        assert box.depth == 3 and subscriber.event_ids() == []
+        acl.write_text("\n".join([*rules, f"topic write {prefix}/event"]) + "\n")
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: box.depth == 0, WAIT, 0.02)
+        assert wait_for(lambda: subscriber.has_all([e.id for e in batch]), WAIT, 0.02)
+        assert first_arrivals(subscriber.event_ids()) == [e.id for e in batch]
+        stats = link.stats()
+        assert stats.connects == 1 and stats.acked == 3  # on the first connection, no reconnect
+    finally:
+        link.stop()
+        subscriber.stop()
+        box.close()
+        broker.stop()
+        shutil.rmtree(etc, ignore_errors=True)
 
 
 def test_heartbeats_carry_cameras_disk_and_outbox(broker: Broker, tmp_path: Path, subscriber: Subscriber) -> None:

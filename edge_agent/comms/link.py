@@ -11,7 +11,14 @@ Order after a reconnect: paho would re-send its own unacknowledged messages on t
 connection, and we would re-send them from the outbox as well, interleaved. Instead the
 on_connect callback drops paho's copies (`drop_out_messages`) and starts a new "epoch"; the
 sender then re-sends from the oldest unacknowledged row. Duplicates are possible (a message
-whose PUBACK was lost), reordering is not: the hub is idempotent on (event id, phase, seq).
+whose PUBACK was lost), reordering is not (but see refusals below): the hub is idempotent on
+(event id, phase, seq).
+
+A message the broker refuses (a v5 PUBACK with a failure reason: not authorised by the ACL,
+quota exceeded) stays in the outbox and is published again on the same connection after a
+pause that doubles from 1 s up to 60 s while the broker keeps refusing, so a broker fixed
+without a restart (an ACL reloaded with SIGHUP) gets it without waiting for a reconnect. The
+messages behind it are not held up meanwhile; the retried one then arrives after them.
 
 Locks: paho calls on_publish and sometimes on_disconnect while holding its own message mutex,
 and publish() takes that mutex, so those callbacks never take `_lock` (the sender holds it
@@ -38,12 +45,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 from contract import Event, Heartbeat, Status, encode, topic
 from contract.broker import parse_broker_url
 from edge_agent import __version__
-from edge_agent.comms.outbox import PRIORITY_EVENT, PRIORITY_TEST, Outbox
+from edge_agent.comms.outbox import PRIORITY_EVENT, PRIORITY_TEST, Outbox, OutboxMessage
 from edge_agent.config.schema import AgentConfig, MqttConfig
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 20
+REFUSED_RETRY_MIN_SECONDS = 1.0  # a refused message is published again after this, doubling ...
+REFUSED_RETRY_MAX_SECONDS = 60.0  # ... up to this while the broker keeps refusing
 OFFLINE_POLL_SECONDS = 10.0  # the sender's poll while disconnected: only paho's thread to watch
 
 # Reason codes (MQTT v5 numbering; paho maps v3.1.1 CONNACK codes onto them) that mean the
@@ -86,6 +95,8 @@ class MqttLink:
         poll_seconds: float = 1.0,
         reconnect_min_seconds: int = 1,
         reconnect_max_seconds: int = 30,
+        refused_retry_min_seconds: float = REFUSED_RETRY_MIN_SECONDS,
+        refused_retry_max_seconds: float = REFUSED_RETRY_MAX_SECONDS,
     ) -> None:
         self.config = mqtt_config
         self.site, self.device = site, device
@@ -94,6 +105,8 @@ class MqttLink:
         self.heartbeat_source = heartbeat
         self.window = max(1, window)
         self.poll_seconds = poll_seconds
+        self.refused_retry_min_seconds = refused_retry_min_seconds
+        self.refused_retry_max_seconds = max(refused_retry_min_seconds, refused_retry_max_seconds)
         self.address = parse_broker_url(mqtt_config.url)
         self.client_id = mqtt_config.client_id or f"diaolou-{site}-{device}"
         self.status_topic = topic(site, device, "status")
@@ -366,12 +379,15 @@ class MqttLink:
         # connect, stop); the poll is for rows another process put in the outbox (`test-alarm`)
         # and for watching paho's thread. Each idle wake-up costs CPU on a box that mostly
         # records, so it is once a second, not more.
-        state = _SenderState()
+        state = _SenderState(retry_delay=self.refused_retry_min_seconds)
         drain_deadline: float | None = None
         while True:
             # Offline (a village uplink can be down for days) there is nothing to send until
             # on_connect wakes the sender; only paho's thread is still watched, now and then.
-            self._wake.wait(self.poll_seconds if self._connected else max(self.poll_seconds, OFFLINE_POLL_SECONDS))
+            wait = self.poll_seconds if self._connected else max(self.poll_seconds, OFFLINE_POLL_SECONDS)
+            if state.retry_at is not None and self._connected:
+                wait = min(wait, max(0.0, state.retry_at - time.monotonic()))
+            self._wake.wait(wait)
             self._wake.clear()
             try:
                 self._watch_network_thread()
@@ -407,14 +423,24 @@ class MqttLink:
             seq = state.in_flight.pop(mid, None) if epoch == state.epoch else None
             if seq is None:
                 continue
+            retried = seq in state.retrying
+            state.retrying.discard(seq)
             if failed:
                 # The broker refused this message (v5 PUBACK reason, e.g. not authorised): keep the
-                # row; it is re-sent after the next reconnect, when an ACL may have been fixed.
+                # row and publish it again later on this connection (an ACL may get fixed).
                 self._counts["refused"] += 1
+                state.refused.add(seq)
+                if state.retry_at is None:
+                    state.retry_at = time.monotonic() + state.retry_delay
+                    state.retry_delay = min(state.retry_delay * 2, self.refused_retry_max_seconds)
                 self._warn_once(
-                    f"the broker refused a message ({failed}); it stays queued and is re-sent after the next reconnect"
+                    f"the broker refused a message ({failed}); it stays queued and is published again on this "
+                    f"connection after {self.refused_retry_min_seconds:g} s, doubling up to "
+                    f"{self.refused_retry_max_seconds:g} s while the broker keeps refusing"
                 )
             else:
+                if retried:
+                    state.retry_delay = self.refused_retry_min_seconds  # the broker takes them again
                 done.append(seq)
         if done:
             self._counts["acked"] += self.outbox.ack_many(done)
@@ -424,13 +450,18 @@ class MqttLink:
         if not self._connected:
             return
         if state.epoch != self._epoch:
-            # New connection: everything unacknowledged goes again, from the oldest.
+            # New connection: everything unacknowledged goes again, from the oldest (refused
+            # messages included, at once).
             state.epoch, state.cursor = self._epoch, 0
             state.in_flight.clear()
+            state.refused.clear()
+            state.retrying.clear()
+            state.retry_at = None
         room = self._effective_window - len(state.in_flight)
         if room <= 0:
             return
-        rows = self.outbox.pending(room, after=state.cursor)
+        retry = state.retry_at is not None and time.monotonic() >= state.retry_at
+        rows = self._refused_rows(state, room) if retry else self.outbox.pending(room, after=state.cursor)
         if not rows:
             return
         with self._lock:
@@ -449,11 +480,30 @@ class MqttLink:
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break  # the connection is going; the reconnect starts a new epoch
                 state.in_flight[info.mid] = row.seq
-                state.cursor = row.seq
+                if retry:
+                    state.refused.discard(row.seq)
+                    state.retrying.add(row.seq)
+                else:
+                    state.cursor = row.seq
                 self._counts["sent"] += 1
         self._in_flight = len(state.in_flight)
-        if len(rows) == room:
+        if retry and not state.refused:
+            state.retry_at = None  # every refused message is on its way again
+        if len(rows) == room or retry:
             self._wake.set()  # there may be more: go again once acks make room
+
+    def _refused_rows(self, state: _SenderState, room: int) -> list[OutboxMessage]:
+        """The refused messages still in the outbox, oldest first, at most `room` of them."""
+        rows: list[OutboxMessage] = []
+        for seq in sorted(state.refused):
+            if len(rows) == room:
+                break
+            found = self.outbox.pending(1, after=seq - 1)
+            if found and found[0].seq == seq:
+                rows.append(found[0])
+            else:
+                state.refused.discard(seq)  # no longer queued (dropped when the outbox was full)
+        return rows
 
     # --- heartbeat thread ---------------------------------------------------------------------
     def _run_heartbeats(self) -> None:
@@ -469,6 +519,10 @@ class MqttLink:
 
 @dataclass
 class _SenderState:
+    retry_delay: float  # the pause before refused messages are published again
     epoch: int = -1
     cursor: int = 0  # the highest seq handed to the broker in this epoch
     in_flight: dict[int, int] = field(default_factory=dict)  # mid -> seq
+    refused: set[int] = field(default_factory=set)  # seqs the broker refused, waiting for retry_at
+    retrying: set[int] = field(default_factory=set)  # seqs published again, not acknowledged yet
+    retry_at: float | None = None  # monotonic time of the next retry of `refused`
