@@ -448,13 +448,11 @@ class Ingest:
     def _commit(self, batch: list[_Pending]) -> None:
         records = [p.record for p in batch]
         delay = 0.1
+        retried = False
         while True:
             try:
                 began = time.monotonic()
                 result = self.db.write(records)
-                # What one record costs to commit, smoothed over the last few batches.
-                cost = (time.monotonic() - began) / len(records)
-                self._record_seconds = cost if self._record_seconds <= 0 else 0.7 * self._record_seconds + 0.3 * cost
                 break
             except Exception:
                 # Disk full, a locked or broken database: keep the batch and try again. Nothing is
@@ -465,6 +463,7 @@ class Ingest:
                     self.stats.uncommitted += len(batch)
                     return
                 delay = min(delay * 2, _RETRY_MAX_SECONDS)
+                retried = True
         self.stats.commits += 1
         generation = self._generation
         for pending in batch:
@@ -473,6 +472,10 @@ class Ingest:
             # it is kept in dead_letters, and a redelivery would only be refused again.
             if pending.qos > 0 and pending.generation == generation:
                 self.client.ack(pending.mid, pending.qos)
+        if not retried:  # a retry's pauses are no measure of the next batch
+            # What one record costs to write and acknowledge, smoothed over the last few batches.
+            cost = (time.monotonic() - began) / len(records)
+            self._record_seconds = cost if self._record_seconds <= 0 else 0.7 * self._record_seconds + 0.3 * cost
         for record in result.rejected:
             self._count_rejection(record)
         for record in result.set_aside:
