@@ -9,7 +9,8 @@ events and not the footage's particular timing:
 - twice as fast: every other frame, so people move twice as far between analysed frames and
   every gap is halved;
 - gaps cut: the empty stretches between visitors cut down to GAP seconds, far below
-  `end_after_seconds`;
+  `end_after_seconds` (the next visitor is detected well under a second after the last one was
+  last seen), as it is and mirrored;
 - vanish in place: the person standing at the table is replaced by the empty room for
   VANISH_SECONDS (an occlusion, or the detector missing them): still one event.
 
@@ -39,7 +40,7 @@ from tests.test_detection_eval import APPEARANCES, Lines
 Appearances = list[tuple[float, float]]
 Transform = Callable[[float, np.ndarray], np.ndarray | None]  # (t, frame) -> frame to keep, or None
 
-GAP = 1.5  # s of empty room left between one visitor's departure and the next one's arrival
+GAP = 1.0  # s of empty room left between one visitor's departure and the next one's arrival
 VANISH_START, VANISH_SECONDS = 30.0, 2.0  # the second visitor stands at the table from 24 s to 43 s
 EMPTY_ROOM_AT = 2.0  # s: nobody in view
 SOURCE_FPS = 10
@@ -107,12 +108,15 @@ def test_twice_as_fast(footage: Path, models_dir: Path, tmp_path: Path) -> None:
     assert_one_event_per_appearance(events(video, models_dir), [(a / 2, b / 2) for a, b in APPEARANCES])
 
 
-def test_gaps_between_visitors_cut_short(footage: Path, models_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_gaps_between_visitors_cut_short(footage: Path, models_dir: Path, tmp_path: Path, mirrored: bool) -> None:
     removed = cuts(APPEARANCES, GAP)
     assert all(b > a for a, b in removed)
 
     def cut(t: float, img: np.ndarray) -> np.ndarray | None:
-        return None if any(a <= t < b for a, b in removed) else img
+        if any(a <= t < b for a, b in removed):
+            return None
+        return cv2.flip(img, 1) if mirrored else img
 
     video = variant(footage, tmp_path / "gaps.mp4", cut)
     moved = [(after_cuts(a, removed), after_cuts(b, removed)) for a, b in APPEARANCES]

@@ -168,3 +168,30 @@ def test_a_person_who_stays_raises_no_second_alert() -> None:
     changes = run_changes(settings, stays)
     assert [c.phase for c in changes].count("new") == 1
     assert [c.phase for c in changes][-1] == "end"
+
+
+def test_someone_else_a_moment_after_the_last_one_left_waits_for_the_tracker_then_is_new() -> None:
+    settings = DetectConfig()
+    # Walks out through a door in the middle of the picture: the track is missed, not out of view,
+    # and the tracker drops it only after 5 misses (1 s); someone else walks in 0.4 s later.
+    leaves = [[person(200 + 30 * i, 100)] for i in range(8)]
+    arrives = [[person(60 + 5 * i, 220)] for i in range(15)]
+    changes = run_changes(settings, [*leaves, [], *arrives])
+    assert [(c.phase, c.event.id) for c in changes if c.phase != "update"] == [
+        ("new", "E0"),
+        ("end", "E0"),
+        ("new", "E1"),
+        ("end", "E1"),
+    ]
+    second = next(c.event for c in changes if c.event.id == "E1")
+    assert second.start == pytest.approx(9 / 5)  # from their first detection, although decided later
+
+
+def test_a_part_of_the_same_person_found_in_place_is_not_someone_new() -> None:
+    settings = DetectConfig()
+    body = [[person(300, 100, w=60, h=180)] for _ in range(15)]
+    hidden: list[list[Detection]] = [[] for _ in range(8)]  # the body track is dropped
+    head = [[Detection(Box(310, 100, 350, 150), 0.8, "person")] for _ in range(10)]  # only the head shows
+    changes = run_changes(settings, body + hidden + head)
+    assert [c.phase for c in changes if c.phase != "update"] == ["new", "end"]
+    assert len(changes[-1].event.track_ids) == 1

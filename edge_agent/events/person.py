@@ -4,9 +4,11 @@ An event is a stretch of time in which at least one confirmed person is in view 
 when the camera has zones) while the camera is armed. Events follow tracks:
 
 - A person who stays, or a second person who joins while someone of the event is still there,
-  updates the open event instead of raising a new alert.
-- The same person lost for a moment and found again where they were (occluded, a few detector
-  misses, a new track at the same place) stays in the event.
+  updates the open event instead of raising a new alert. While the event's people are still
+  tracked but were missed at their last check, a newcomer waits (`_newcomer`) until the tracker
+  knows whether they left.
+- The same person lost for a moment and found again where they were or where they were heading
+  (occluded, a few detector misses, a new track at the same place) stays in the event.
 - Once everybody of the event has gone, a person who appears elsewhere starts a new event at
   once, even within `end_after_seconds`: the next visitor is a new alert, not an update.
 - Otherwise the event ends once nobody of it has been seen for `end_after_seconds`.
@@ -29,14 +31,18 @@ from edge_agent.track.zones import ArmingSchedule, Polygon, foot_point
 Phase = Literal["new", "update", "end"]
 CAMERA_WIDE = ""  # the zone key of an event on a camera without zones
 UPDATE_SCORE_STEP = 0.05  # a better snapshot by at least this much is worth an update
-# A track of the event still counts as there for a newcomer while the tracker holds it and it was
-# found at its last check, or was seen at most this long before the newcomer first was (a standing
-# person re-checked every few seconds may miss one check; a person who breaks into a run may be
-# lost by their track and picked up by a new one a moment later).
+# A track of the event counts as still there for a newcomer while the tracker holds it and it was
+# found at its last check. One the tracker holds but missed at its last check (leaving, or hidden
+# for a moment) makes the newcomer wait, at most WAIT_SECONDS after they appeared, for the tracker
+# to find it again or drop it; after that it counts as there if it was seen at most HOLD_SECONDS
+# before the newcomer appeared (a standing person re-checked every few seconds may miss a check).
+WAIT_SECONDS = 2.0
 HOLD_SECONDS = 1.5
-# A new track whose first box overlaps where a track of the event was last seen (IoU at least
-# this) is the same person found again, not someone else.
-REACQUIRE_IOU = 0.2
+# A new track whose first box lies mostly (this share of the smaller box) where a track of the
+# event was last seen, within end_after_seconds, is the same person found again.
+REACQUIRE_OVERLAP = 0.5
+# ... or where that track would be by then at its speed (at most this far ahead).
+PREDICT_SECONDS = 1.0
 
 
 @dataclass
@@ -45,6 +51,19 @@ class Snapshot:
     t: float
     box: Box
     frame: np.ndarray  # BGR analysis frame
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """Where and when a track of the event was last seen, and how fast it moved (px/s)."""
+
+    box: Box
+    t: float
+    velocity: tuple[float, float] = (0.0, 0.0)
+
+    def predicted(self, t: float) -> Box:
+        dt = min(max(t - self.t, 0.0), PREDICT_SECONDS)
+        return self.box.shift(self.velocity[0] * dt, self.velocity[1] * dt)
 
 
 @dataclass
@@ -59,7 +78,7 @@ class PersonEvent:
     end: float | None = None
     max_score: float = 0.0
     track_ids: set[int] = field(default_factory=set)  # one per person (a person found again keeps theirs)
-    members: dict[int, Box] = field(default_factory=dict)  # every track of the event: its last box
+    members: dict[int, Sighting] = field(default_factory=dict)  # every track of the event: where, when last
     snapshot: Snapshot | None = None
     seq: int = 0  # messages sent for this event so far: new = 0, then updates, then end
 
@@ -153,8 +172,11 @@ class EventBuilder:
         ended: list[EventChange] = []
         joins = True
         if event is not None and track.id not in event.members:
-            joins = _someone_still_there(event, track, live)
-            if not joins and not _found_again(event, track):
+            verdict = self._newcomer(event, track, t, live)
+            if verdict == "wait":
+                return []
+            joins = verdict == "joins"
+            if verdict == "new":
                 ended.append(self._end(zone, event))
                 event = None
         if event is None:
@@ -167,7 +189,7 @@ class EventBuilder:
                 model=self.model,
                 max_score=score,
                 track_ids={track.id},
-                members={track.id: track.box},
+                members={track.id: Sighting(track.box, t, track.velocity)},
                 snapshot=Snapshot(score, t, track.box, frame().copy()),
             )
             self.open[zone] = event
@@ -177,7 +199,7 @@ class EventBuilder:
         if track.id not in event.members and joins:
             event.track_ids.add(track.id)  # another person
             changed = True
-        event.members[track.id] = track.box
+        event.members[track.id] = Sighting(track.box, t, track.velocity)
         event.max_score = max(event.max_score, score)
         best = event.snapshot
         if best is None or score >= best.score + UPDATE_SCORE_STEP:
@@ -188,6 +210,25 @@ class EventBuilder:
         event.seq += 1
         return [EventChange("update", event, event.seq)]
 
+    def _newcomer(
+        self, event: PersonEvent, newcomer: Track, t: float, live: dict[int, Track]
+    ) -> Literal["joins", "found again", "new", "wait"]:
+        """A confirmed person not yet in the open event: another person joining it, one of its
+        people found again in place, or someone new after they all left. While the event's people
+        are still tracked but were missed at their last check (leaving, or hidden for a moment),
+        the answer waits for the tracker, at most WAIT_SECONDS after the newcomer appeared."""
+        present = [live[i] for i in event.members if i in live]
+        if any(track.misses == 0 for track in present):
+            return "joins"
+        if present:
+            if t - newcomer.first_seen < WAIT_SECONDS:
+                return "wait"
+            if any(newcomer.first_seen - track.last_seen <= HOLD_SECONDS for track in present):
+                return "joins"
+        if _found_again(event, newcomer, self.settings.end_after_seconds):
+            return "found again"
+        return "new"
+
     def _end(self, zone: str, event: PersonEvent) -> EventChange:
         event.end = event.last_seen
         del self.open[zone]
@@ -195,14 +236,20 @@ class EventBuilder:
         return EventChange("end", event, event.seq)
 
 
-def _someone_still_there(event: PersonEvent, newcomer: Track, live: dict[int, Track]) -> bool:
-    for track_id in event.members:
-        track = live.get(track_id)
-        if track is not None and (track.misses == 0 or newcomer.first_seen - track.last_seen <= HOLD_SECONDS):
-            return True
-    return False
+def _found_again(event: PersonEvent, newcomer: Track, within: float) -> bool:
+    """The newcomer appeared where a track of the event was last seen, at most `within` s before
+    (or where it would be by then at its speed)."""
+    first = newcomer.first_box or newcomer.box
+    return any(
+        newcomer.first_seen - seen.t <= within
+        and max(_overlap(first, seen.box), _overlap(first, seen.predicted(newcomer.first_seen))) >= REACQUIRE_OVERLAP
+        for seen in event.members.values()
+    )
 
 
-def _found_again(event: PersonEvent, track: Track) -> bool:
-    first = track.first_box or track.box
-    return any(first.iou(box) >= REACQUIRE_IOU for box in event.members.values())
+def _overlap(a: Box, b: Box) -> float:
+    """Intersection over the smaller box: 1 when one box holds the other (a head found in a body box)."""
+    ix = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    iy = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    smaller = min(a.area, b.area)
+    return ix * iy / smaller if smaller > 0 else 0.0
