@@ -11,6 +11,7 @@ import pytest
 from edge_agent.config.schema import DetectConfig
 from edge_agent.detectors.base import Box, Detection
 from edge_agent.events.person import EventBuilder, EventChange
+from edge_agent.track.follow import FOLLOW_SECONDS, plan_detection
 from edge_agent.track.tracker import Tracker
 from edge_agent.track.zones import ArmingSchedule, Polygon
 
@@ -195,3 +196,29 @@ def test_a_part_of_the_same_person_found_in_place_is_not_someone_new() -> None:
     changes = run_changes(settings, body + hidden + head)
     assert [c.phase for c in changes if c.phase != "update"] == ["new", "end"]
     assert len(changes[-1].event.track_ids) == 1
+
+
+def test_a_confirmed_walker_is_followed_on_motion_until_it_spills_out_or_the_safety_net() -> None:
+    tracker = Tracker(min_score=0.6, score_window=5, min_hits=3)
+    for i in range(3):  # walks right at 50 px/s, confirmed at the third detection
+        tracker.update([person(100 + 10 * i, 100, w=60, h=160)], i * 0.2)
+    (track,) = tracker.tracks
+    assert track.confirmed
+    t = 0.6  # one frame after the last detection: the prediction is at x 130
+    around = Box(122, 95, 198, 265)  # the walker's motion, a little larger than they are
+    plan = plan_detection(tracker.tracks, [around], t, recheck_seconds=2.0)
+    assert plan.followed == [track] and plan.tracked == [] and plan.motion == []
+    spilling = Box(122, 95, 260, 265)  # they broke into a run, or someone is beside them
+    plan = plan_detection(tracker.tracks, [spilling], t, recheck_seconds=2.0)
+    assert plan.followed == [track] and plan.motion == [spilling]
+    elsewhere = Box(500, 100, 560, 260)  # someone new
+    plan = plan_detection(tracker.tracks, [around, elsewhere], t, recheck_seconds=2.0)
+    assert plan.motion == [elsewhere]
+    plan = plan_detection(tracker.tracks, [around], 0.4 + FOLLOW_SECONDS, recheck_seconds=2.0)
+    assert plan.followed == [] and len(plan.tracked) == 1  # the safety net: looked at again
+    plan = plan_detection(tracker.tracks, [], 0.6, recheck_seconds=2.0)
+    assert plan.followed == [] and plan.tracked == []  # no motion, prediction not drifted: standing
+    plan = plan_detection(tracker.tracks, [], 1.6, recheck_seconds=2.0)
+    assert len(plan.tracked) == 1  # no motion where the prediction has drifted to: stopped or turned
+    plan = plan_detection(tracker.tracks, [], 0.4 + 2.0, recheck_seconds=2.0)
+    assert len(plan.tracked) == 1  # re-checked every recheck_seconds
