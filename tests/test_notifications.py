@@ -35,8 +35,9 @@ from hub.api.app import create_app
 from hub.config import HubConfig
 from hub.db import HubDB
 from hub.migrations import migrations
+from hub.models import Principal
 from hub.notify import channels, schedule
-from hub.notify.models import ArmingSegment, ArmingSet, ChannelCreate
+from hub.notify.models import ArmingSegment, ArmingSet, ChannelCreate, ChannelUpdate
 from hub.notify.notifier import Notifier, NotifyPolicy, NotifySettings
 from hub.records import Record
 from hub.server import HubServer
@@ -344,6 +345,38 @@ def test_robot_port_closed_then_open(config: HubConfig, notifier: Notifier) -> N
         assert robot.delivered() == [*ids, marker]
     finally:
         robot.stop()
+
+
+def cursor(config: HubConfig) -> int:
+    conn = connect(config.db_path)
+    try:
+        return int(conn.execute("SELECT position FROM notify_cursor WHERE name = 'events'").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def event_rowid(config: HubConfig, event_id: str) -> int:
+    conn = connect(config.db_path)
+    try:
+        return int(conn.execute("SELECT rowid FROM events WHERE id = ? AND phase = 'new'", (event_id,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_paused_channel_gets_nothing_and_a_resumed_one_what_follows(
+    config: HubConfig, robot: Robot, notifier: Notifier
+) -> None:
+    channel = add_channel(config, "owner1", "wecom", robot.url("/send?key=k"))
+    conn = connect(config.db_path)
+    principal = Principal(user_id=user_id(config, "owner1"), username="owner1", role="shop_owner", locale="zh")
+    channels.update_channel(conn, audit.CLI, principal, channel, ChannelUpdate(enabled=False), {"127.0.0.1"})
+    while_paused = alert(config, NIGHT)
+    assert wait_for(lambda: cursor(config) >= event_rowid(config, while_paused), WAIT)  # the notifier read it
+    channels.update_channel(conn, audit.CLI, principal, channel, ChannelUpdate(enabled=True), {"127.0.0.1"})
+    conn.close()
+    resumed = alert(config, NIGHT + 1)
+    assert robot.wait(lambda got: len(got) >= 1)
+    assert robot.delivered() == [resumed] and while_paused not in outbox_states(config)
 
 
 def test_hub_restart_loses_nothing_and_repeats_nothing(config: HubConfig, robot: Robot) -> None:
