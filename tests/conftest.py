@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +153,16 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
     started = Broker("mosquitto", tmp_path / "broker-mosquitto").start()
     yield started
     started.stop()
+
+
+# --- the browser (pytest-playwright) ----------------------------------------------------------
+# Debian's Chromium (scripts/test.sh installs it): `playwright install` would download a browser,
+# which this project never does. Pages are tested at a phone's size, in Chinese by default.
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": ["--no-sandbox"]}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_context_args, "viewport": {"width": 390, "height": 844}, "locale": "zh-CN", "has_touch": True}

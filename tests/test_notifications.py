@@ -693,16 +693,6 @@ def test_backoff_doubles_and_is_capped() -> None:
 
 
 # --- the page in a phone's browser ---------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": ["--no-sandbox"]}
-
-
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_context_args, "viewport": {"width": 390, "height": 844}, "locale": "zh-CN", "has_touch": True}
-
-
 def test_a_shop_owner_adds_a_robot_tests_it_and_arms_a_camera_on_the_phone(
     page: Page, running_hub: RunningHub, robot: Robot
 ) -> None:

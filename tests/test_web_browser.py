@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -34,16 +33,6 @@ WAIT = 60.0
 SITE, BOX, CAMERA = "village", "box1", "shop"
 OWN_CAMERA = f"{SITE}.{BOX}.{CAMERA}"
 OTHER_CAMERA = f"{SITE}.box2.gate"
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": ["--no-sandbox"]}
-
-
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_context_args, "viewport": {"width": 390, "height": 844}, "locale": "zh-CN", "has_touch": True}
 
 
 def hub(*args: str) -> list[str]:
