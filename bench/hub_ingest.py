@@ -1,4 +1,4 @@
-"""Hub ingest benchmark (issue 4): events/s into SQLite, publish-to-row latency, 1,000 agents.
+"""Hub ingest benchmark (issue 4): events/s into SQLite, bursts, publish-to-row latency, 1,000 agents.
 
 Everything runs on 127.0.0.1 in one run, so the Mosquitto and embedded-broker figures share the
 machine's state and can be compared:
@@ -9,6 +9,10 @@ machine's state and can be compared:
    Mosquitto (MQTT v5) and through the hub's embedded amqtt broker (MQTT 3.1.1).
    Backlog drain (Mosquitto only): N events published while the hub is stopped (its persistent
    session queues them), then the hub is started and the drain is timed.
+   Burst (Mosquitto only): 200 simulated agents (one MQTT connection each, a few processes, each
+   agent with the agent's own window of 20 unacknowledged events) publish 20,000 events between
+   them as fast as they can; a read-only poll every 2 ms notes each commit that adds rows, and the
+   time between two such commits is a commit pause (p50 / p99 / max).
 2. latency: one publisher at a steady 100 events/s for 20 s; the event's `time` is the wall clock
    just before publish(); a reader polling every 2 ms notes when each row first becomes visible.
 3. 1,000 simulated agents (few processes, one paho client per device driven by a selector loop):
@@ -17,7 +21,7 @@ machine's state and can be compared:
 
 Prints a markdown table and writes bench/results/hub_ingest.md and .json. Method: bench/README.md.
 
-    .venv/bin/python bench/hub_ingest.py [--events 50000] [--agents 1000] [--only rate,backlog,latency,agents]
+    .venv/bin/python bench/hub_ingest.py [--events 50000] [--agents 1000] [--only rate,backlog,burst,latency,agents]
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ MAX_LOG_LINES = 20_000
 # Goals of the issue.
 RATE_GOAL = 5_000.0  # events/s sustained through Mosquitto
 P99_GOAL_MS = 50.0  # publish -> committed row at 100 events/s
+BURST_RATE_GOAL = 10_000.0  # events/s from 200 agents at once through Mosquitto
+BURST_PAUSE_GOAL_MS = 200.0  # p99 of the time between commits during that burst
 
 KINDS = ("mosquitto", "embedded")
 LABEL = {"mosquitto": "Mosquitto (v5)", "embedded": "embedded amqtt (v3.1.1)"}
@@ -358,7 +364,7 @@ def stop_hub(hub: Child, problems: list[str]) -> dict[str, Any]:
         problems.append(f"{hub.name} exit code {code}" + (" (SIGKILLed after 30 s)" if hub.killed else ""))
     problems += [f"{hub.name} log: {line}" for line in hub.problems()[:10]]
     stats = hub_stats(hub)
-    for key in ("rejected", "uncommitted", "dropped_qos0"):
+    for key in ("rejected", "uncommitted"):
         if stats.get(key):
             problems.append(f"{hub.name}: {key} = {stats[key]} ({stats.get('by_cause') or ''})")
     return stats
@@ -611,6 +617,99 @@ def scenario_backlog(n_events: int, n_pub: int, window: int) -> dict[str, Any]:
         add_check_problems(res["check"], problems, acked, n_events)
         if not res["session_present"]:
             problems.append("the hub's session was not resumed (session present: False)")
+    return res
+
+
+def commit_pauses(times: list[float]) -> dict[str, float]:
+    """Gaps between successive commits that added rows (each seen by the fast poll), from the first
+    new row to the last: while events were outstanding the hub stored nothing for this long."""
+    gaps = [1000 * (b - a) for a, b in itertools.pairwise(times)]
+    return {
+        "p50_ms": percentile(gaps, 50),
+        "p99_ms": percentile(gaps, 99),
+        "max_ms": max(gaps, default=float("nan")),
+        "n": len(gaps),
+    }
+
+
+def scenario_burst(n_events: int, n_agents: int, n_procs: int, window: int, poll_s: float) -> dict[str, Any]:
+    """Mosquitto only: `n_agents` simulated agents (one MQTT connection each, like real boxes) publish
+    `n_events` between them as fast as they can, each with at most `window` unacknowledged (the
+    agent's own window). A read-only poll every `poll_s` notes each commit that added rows."""
+    res: dict[str, Any] = {
+        "scenario": "burst",
+        "broker": "mosquitto",
+        "events": n_events,
+        "agents": n_agents,
+        "processes": n_procs,
+        "agent_window": window,
+        "poll_s": poll_s,
+    }
+    problems: list[str] = res.setdefault("problems", [])
+    with setup("mosquitto", WORK / "burst-mosquitto") as s:
+        hub = start_hub(s)
+        sims = []
+        per_agent = [n_events // n_agents + (1 if i < n_events % n_agents else 0) for i in range(n_agents)]
+        first = 0
+        for i in range(n_procs):
+            share = n_agents // n_procs + (1 if i < n_agents % n_procs else 0)
+            spec = {
+                "mode": "burst",
+                "port": s.port,
+                "protocol": s.protocol,
+                "first": first,
+                "events": per_agent[first : first + share],
+                "window": window,
+                "max_seconds": 300,
+            }
+            sims.append(worker(f"burst{i}", spec, s.work))
+            first += share
+        for sim in sims:
+            sim.wait_line("ready", 120)
+        conn = reader(s.db_path)
+        pids = {"hub": hub.pid, "broker": s.broker_pid} | {sim.name: sim.pid for sim in sims}
+        mark0 = CpuMark.take(pids)
+        for sim in sims:
+            sim.send("go")
+        timeline = [(mark0.wall, max_rowid(conn))]
+        commits: list[float] = []
+        deadline = time.monotonic() + 60 + n_events / 500
+        last_progress = time.monotonic()
+        while timeline[-1][1] < n_events and time.monotonic() < deadline:
+            time.sleep(poll_s)
+            now, count = time.time(), max_rowid(conn)
+            if count > timeline[-1][1]:
+                commits.append(now)
+                last_progress = time.monotonic()
+                timeline.append((now, count))
+            if time.monotonic() - last_progress > 20:
+                problems.append(f"no progress for 20 s at {count} of {n_events} events: gave up")
+                break
+        hub.sample_memory()
+        mark1 = CpuMark.take(pids)
+        results = [worker_result(sim, 60, problems) for sim in sims]
+        acked = sum(r.get("acked", 0) for r in results)
+        res["simulators"] = results
+        res["timeline"] = [(round(t - mark0.wall, 3), c) for t, c in timeline]
+        done = next((t for t, c in timeline if c >= n_events), None)
+        res["seconds_to_all"] = (done - mark0.wall) if done is not None else float("nan")
+        res["overall_rate"] = n_events / res["seconds_to_all"] if done is not None else float("nan")
+        res |= rate_profile(timeline, n_events)
+        res["commit_pause"] = commit_pauses(commits)
+        pub_end = max((r.get("t_last_ack", 0.0) for r in results), default=0.0)
+        res["publish_rate"] = acked / (pub_end - mark0.wall) if pub_end > mark0.wall else float("nan")
+        res["cpu"] = cpu_between(mark0, mark1)
+        time.sleep(0.5)  # anything the broker still had in flight
+        res["check"] = check_events(conn, acked)
+        conn.close()
+        res["hub_peak_rss_mib"] = hub.hwm_kib / 1024
+        res["hub_stats"] = stop_hub(hub, problems)
+        add_check_problems(res["check"], problems, acked, n_events)
+        stats = res["hub_stats"]
+        if stats.get("commits"):
+            res["events_per_commit"] = stats.get("stored", 0) / stats["commits"]
+        if res["check"]["devices"] != n_agents:
+            problems.append(f"events from {res['check']['devices']} of {n_agents} agents stored")
     return res
 
 
@@ -1038,10 +1137,125 @@ def worker_agents(spec: dict[str, Any]) -> int:
     return 0 if ready else 3
 
 
+def worker_burst(spec: dict[str, Any]) -> int:
+    """`len(events)` agents in one thread, one paho client each, all sockets in one selector (as in
+    worker_agents). Prints `ready` once every agent is connected; on `go` each publishes its share
+    of events at QoS 1, keeping at most `window` unacknowledged, and the worker ends with
+    `result {json}` once every event is acknowledged."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from contract import topic
+
+    v5 = spec["protocol"] == "v5"
+    shares = [int(n) for n in spec["events"]]
+    window = int(spec["window"])
+    deadline = time.monotonic() + spec["max_seconds"]
+    devices = [f"b{spec['first'] + i:05d}" for i in range(len(shares))]
+    topics = [topic(SITE, d, "event") for d in devices]
+    payloads = [[make_event(time.time(), n) for n in range(share)] for share in shares]
+    sent = [0] * len(shares)
+    acked = [0] * len(shares)
+    state: dict[str, Any] = {"connected": 0, "failed": 0, "disconnects": 0, "errors": []}
+    clients: list[mqtt.Client] = []
+    sel = selectors.DefaultSelector()
+
+    def pump(idx: int) -> None:
+        c = clients[idx]
+        while sent[idx] < shares[idx] and sent[idx] - acked[idx] < window:
+            info = c.publish(topics[idx], payloads[idx][sent[idx]], qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                state["errors"].append(f"{devices[idx]}: publish rc {info.rc}")
+                return
+            sent[idx] += 1
+        if c.want_write():
+            c.loop_write()
+
+    def on_connect(c: mqtt.Client, idx: int, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            state["errors"].append(f"{devices[idx]}: connect refused: {reason}")
+        else:
+            state["connected"] += 1
+
+    def on_publish(c: mqtt.Client, idx: int, mid: int, reason: Any, props: Any) -> None:
+        if reason is not None and reason.is_failure:
+            state["failed"] += 1
+        acked[idx] += 1
+
+    def on_disconnect(c: mqtt.Client, idx: int, flags: Any, reason: Any, props: Any) -> None:
+        state["disconnects"] += 1
+
+    for i, device in enumerate(devices):
+        c = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"bench-burst-{device}",
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else True,
+            userdata=i,
+        )
+        c.on_connect = on_connect
+        c.on_publish = on_publish
+        c.on_disconnect = on_disconnect
+        c.max_inflight_messages_set(0)  # the window above bounds it
+        c.max_queued_messages_set(0)
+        c.connect("127.0.0.1", spec["port"], keepalive=60)
+        sock = c.socket()
+        if not isinstance(sock, socket.socket):
+            print("result " + json.dumps({"errors": [f"{device}: no socket after connect"]}), flush=True)
+            return 3
+        sel.register(sock, selectors.EVENT_READ, i)
+        clients.append(c)
+
+    def serve(timeout: float) -> None:
+        for key, _ in sel.select(timeout):
+            idx = key.data
+            clients[idx].loop_read()
+            if go:
+                pump(idx)
+        for c in clients:  # a socket that was full: finish writing (only reads are selected)
+            if c.want_write():
+                c.loop_write()
+
+    go = False
+    while state["connected"] + len(state["errors"]) < len(clients) and time.monotonic() < deadline:
+        serve(0.5)
+    if state["errors"] or state["connected"] < len(clients):
+        print("result " + json.dumps({"errors": state["errors"] or ["not all connected"]}), flush=True)
+        return 3
+    print(f"ready: {len(clients)} agents connected", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return 4
+    go = True
+    t_go = time.time()
+    for i in range(len(clients)):
+        pump(i)
+    total = sum(shares)
+    while sum(acked) < total and time.monotonic() < deadline:
+        serve(0.5)
+    t_last_ack = time.time()
+    result = {
+        "agents": len(clients),
+        "sent": sum(sent),
+        "acked": sum(acked) - state["failed"],
+        "failed": state["failed"],
+        "disconnects": state["disconnects"],
+        "t_go": t_go,
+        "t_last_ack": t_last_ack,
+        "errors": state["errors"],
+    }
+    for c in clients:
+        c.disconnect()
+        with contextlib.suppress(Exception):
+            c.loop_write()
+    print("result " + json.dumps(result), flush=True)
+    return 0
+
+
 def run_worker(spec_json: str) -> int:
     spec = json.loads(spec_json)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    return worker_publish(spec) if spec["mode"] == "publish" else worker_agents(spec)
+    workers = {"publish": worker_publish, "agents": worker_agents, "burst": worker_burst}
+    return workers[spec["mode"]](spec)
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -1130,6 +1344,13 @@ def summarise(runs: list[dict[str, Any]]) -> list[Row]:
         add(
             "backlog",
             label,
+            "drain events/s, first row -> all rows",
+            lambda r: fmt(r["events"] / max(r["all_rows_s"] - r["first_row_s"], 1e-9)),
+            na,
+        )
+        add(
+            "backlog",
+            label,
             "hub start -> connected / first row / all rows (s)",
             lambda r: f"{fmt(r['hub_connected_s'], 2)} / {fmt(r['first_row_s'], 2)} / {fmt(r['all_rows_s'], 2)}",
             na,
@@ -1150,6 +1371,50 @@ def summarise(runs: list[dict[str, Any]]) -> list[Row]:
             goal="all, once",
             judge=lambda r: not (r["check"]["lost"] or r["check"]["extra"]),
         )
+    if ("burst", "mosquitto") in by:
+        b = by[("burst", "mosquitto")]
+        label = f"burst, {b['events']:,} events from {b['agents']} agents (window {b['agent_window']} each)"
+        na = "not run (Mosquitto only)"
+        add(
+            "burst",
+            label,
+            "sustained events/s (10 %-90 % of the events)",
+            lambda r: fmt(r["sustained"]),
+            na,
+            goal=f">= {BURST_RATE_GOAL:,.0f}",
+            judge=lambda r: r["sustained"] >= BURST_RATE_GOAL,
+        )
+        add("burst", label, "events/s, go -> last row committed", lambda r: fmt(r["overall_rate"]), na)
+        add(
+            "burst",
+            label,
+            "commit pause p50 / p99 / max ms (time between commits that added rows)",
+            lambda r: (
+                f"{fmt(r['commit_pause']['p50_ms'], 0)} / {fmt(r['commit_pause']['p99_ms'], 0)} / "
+                f"{fmt(r['commit_pause']['max_ms'], 0)}"
+            ),
+            na,
+            goal=f"p99 < {BURST_PAUSE_GOAL_MS:.0f}",
+            judge=lambda r: r["commit_pause"]["p99_ms"] < BURST_PAUSE_GOAL_MS,
+        )
+        add(
+            "burst",
+            label,
+            "rows stored / events acknowledged",
+            stored,
+            na,
+            goal="all, once",
+            judge=lambda r: not (r["check"]["lost"] or r["check"]["extra"]),
+        )
+        add("burst", label, "events per SQLite commit (mean)", lambda r: fmt(r.get("events_per_commit"), 1), na)
+        add(
+            "burst",
+            label,
+            "hub receive queue peak (messages) / network thread held back (s)",
+            lambda r: f"{fmt(r['hub_stats'].get('queue_peak'))} / {fmt(r['hub_stats'].get('held_back_seconds'), 2)}",
+            na,
+        )
+        add("burst", label, "hub peak RSS MiB", lambda r: fmt(r["hub_peak_rss_mib"], 1), na)
     if (n := first["latency"]) is not None:
         label = f"latency, {n['rate']:.0f} events/s for {n['events'] / n['rate']:.0f} s"
         add(
@@ -1278,7 +1543,8 @@ def describe(runs: list[dict[str, Any]]) -> list[str]:
             head += (
                 f" Hub counters: received {stats.get('received')}, stored {stats.get('stored')}, duplicates "
                 f"{stats.get('duplicates')}, rejected {stats.get('rejected')}, commits {stats.get('commits')}, "
-                f"dropped QoS 0 {stats.get('dropped_qos0')}, connects {stats.get('connects')}."
+                f"queue peak {stats.get('queue_peak', 'n/a')}, network thread held back "
+                f"{stats.get('held_back_seconds', float('nan')):.2f} s, connects {stats.get('connects')}."
             )
         lines.append(head)
         for problem in r.get("problems", [])[:15]:
@@ -1306,7 +1572,8 @@ def write_results(
         f"{base['busy_pct']:.0f} % busy (of all cores), load average {' / '.join(base['loadavg'])}; per scenario, "
         "'not ours' in the details is the machine's busy time minus our processes'.",
         f"Command: `{' '.join(sys.argv)}`. Hub: `diaolou-hub run` with the default ingest settings "
-        "(synchronous=FULL, batches of <= 1000 messages or 50 ms), fresh database per scenario. Mosquitto from "
+        "(synchronous=FULL, batches of <= 1000 messages or 50 ms, cut to what fits in 0.1 s of commit; heartbeats "
+        "alone wait up to 1 s; at most 2000 messages held uncommitted), fresh database per scenario. Mosquitto from "
         "tests/support/brokers.py (max_inflight_messages 100, persistence on; `user root` when run as root).",
         "",
         markdown_table(rows),
@@ -1350,13 +1617,21 @@ def main() -> int:
     parser.add_argument("--agent-procs", type=int, default=4, help="Processes simulating them (default 4).")
     parser.add_argument("--heartbeat", type=float, default=10.0, help="Heartbeat interval s (default 10).")
     parser.add_argument("--agents-seconds", type=float, default=60.0, help="Agents steady-state window (default 60).")
-    parser.add_argument("--only", default="rate,backlog,latency,agents", help="Scenarios to run (comma-separated).")
+    parser.add_argument("--burst-events", type=int, default=20_000, help="Burst: events in all (default 20,000).")
+    parser.add_argument("--burst-agents", type=int, default=200, help="Burst: simulated agents (default 200).")
+    parser.add_argument("--burst-procs", type=int, default=4, help="Burst: processes simulating them (default 4).")
+    parser.add_argument(
+        "--burst-window", type=int, default=20, help="Burst: unacknowledged events per agent (default 20, the agent's)."
+    )
+    parser.add_argument(
+        "--only", default="rate,backlog,burst,latency,agents", help="Scenarios to run (comma-separated)."
+    )
     parser.add_argument("--brokers", default="mosquitto,embedded", help="Brokers for rate and latency.")
     args = parser.parse_args()
     only = {w.strip() for w in args.only.split(",") if w.strip()}
     brokers = [b for b in KINDS if b in args.brokers.split(",")]
-    if not only <= {"rate", "backlog", "latency", "agents"} or not brokers:
-        parser.error("--only takes rate, backlog, latency, agents; --brokers takes mosquitto, embedded")
+    if not only <= {"rate", "backlog", "burst", "latency", "agents"} or not brokers:
+        parser.error("--only takes rate, backlog, burst, latency, agents; --brokers takes mosquitto, embedded")
     if not (
         1 <= args.publishers <= 8
         and 100 <= args.events <= 1_000_000
@@ -1367,6 +1642,10 @@ def main() -> int:
         and 5 <= args.agents_seconds <= 600
         and 1 <= args.latency_seconds <= 300
         and 0 < args.rate <= 2000
+        and 100 <= args.burst_events <= 1_000_000
+        and 1 <= args.burst_procs <= 32
+        and args.burst_procs <= args.burst_agents <= 10_000
+        and 1 <= args.burst_window <= 1000
     ):
         parser.error("an argument is out of range (see --help)")
     started = time.monotonic()
@@ -1387,6 +1666,13 @@ def main() -> int:
                 run(f"rate, {kind}", functools.partial(scenario_rate, kind, args.events, args.publishers, args.window))
         if "backlog" in only:
             run("backlog, mosquitto", lambda: scenario_backlog(args.backlog, args.publishers, args.window))
+        if "burst" in only:
+            run(
+                "burst, mosquitto",
+                lambda: scenario_burst(
+                    args.burst_events, args.burst_agents, args.burst_procs, args.burst_window, args.poll_ms / 1000
+                ),
+            )
         if "latency" in only:
             for kind in brokers:
                 run(
