@@ -26,7 +26,7 @@ from edge_agent.config.template import render_config
 from edge_agent.record.clip import ClipError, export_clip, find_segments
 from edge_agent.record.segment import iso
 from edge_agent.record.timeline import build_timeline
-from edge_agent.testvideo import make_h264
+from edge_agent.testvideo import make_street_h264
 from hub.config import load_hub_config, render_hub_config
 from hub.security import generate_password
 from hub.services import accounts, audit
@@ -40,12 +40,17 @@ SHARED_YOLOX = SHARED / "models" / "yolox_nano.onnx"
 
 
 def demo_video(directory: Path) -> Path:
+    """The real footage in ../shared, else a generated minute of a street that four people walk
+    across one at a time (edge_agent.testvideo.make_street_h264): the built-in HOG detector finds
+    each of them, so a fresh machine shows an alert too, one per pass."""
     if SHARED_FOOTAGE.exists():
         return SHARED_FOOTAGE
-    path = directory / "simulated-camera.mp4"
+    path = directory / "simulated-street.mp4"
     if not path.exists():
-        print("making a 60 s H.264 test video (simulated camera)...", flush=True)
-        make_h264(path, seconds=60, fps=15, width=1280, height=720, gop=30)
+        print("making a 60 s H.264 video of a street with people walking by (simulated camera)...", flush=True)
+        partial = path.with_name(path.stem + ".partial.mp4")  # a stopped first run leaves no broken clip
+        make_street_h264(partial, seconds=60, fps=15, width=1280, height=720, gop=30)
+        partial.replace(path)
     return path
 
 
