@@ -485,14 +485,17 @@ def test_a_refused_message_is_retried_on_the_live_connection_once_the_acl_allows
     acl.write_text("\n".join(rules) + "\n")  # no event topic for the box yet
     for path in (passwords, acl):
         path.chmod(0o644)
-    broker = Broker("mosquitto", tmp_path / "broker", password_file=passwords, acl_file=acl).start()
-    subscriber = Subscriber(broker, login=("sub", "sub-pass")).start()
+    broker = Broker("mosquitto", tmp_path / "broker", password_file=passwords, acl_file=acl)
+    subscriber = Subscriber(broker, login=("sub", "sub-pass"))
     box = Outbox(tmp_path / "outbox.db")
-    batch = events(3)
-    enqueue(box, batch)
-    config = MqttConfig(url=broker.url("box1", "box-pass"), protocol="v5")
-    link = MqttLink(config, SITE, DEVICE, box, refused_retry_min_seconds=0.05, refused_retry_max_seconds=0.2)
+    link: MqttLink | None = None
     try:
+        broker.start()
+        subscriber.start()
+        batch = events(3)
+        enqueue(box, batch)
+        config = MqttConfig(url=broker.url("box1", "box-pass"), protocol="v5")
+        link = MqttLink(config, SITE, DEVICE, box, refused_retry_min_seconds=0.05, refused_retry_max_seconds=0.2)
         link.start()
         # Refused, and refused again when retried: 3 messages, at least two rounds.
         assert wait_for(lambda: link.stats().refused >= 6, WAIT, 0.02)
@@ -506,7 +509,8 @@ def test_a_refused_message_is_retried_on_the_live_connection_once_the_acl_allows
         stats = link.stats()
         assert stats.connects == 1 and stats.acked == 3  # on the first connection, no reconnect
     finally:
-        link.stop()
+        if link is not None:
+            link.stop()
         subscriber.stop()
         box.close()
         broker.stop()
