@@ -79,6 +79,20 @@ class CameraWorker(threading.Thread):
         self.status = CameraStatus(camera=name, source=sources.main.display, since=clock.now())
         self._was_online = False
         self._offline_reported = False
+        self.batch_seconds = READ_BATCH_SECONDS
+        buffer = sources.main.udp_buffer
+        if buffer is not None and buffer.capped:
+            # A batch of a high bit rate camera overflows a capped buffer: read each frame as it comes.
+            self.batch_seconds = 0.0
+            log.warning(
+                "camera %s: RTSP over UDP: the kernel grants a receive buffer of %d bytes, %d asked "
+                "(net.core.rmem_max); reading frame by frame, and a high bit rate may still lose packets: "
+                "sysctl net.core.rmem_max=%d, or transport: tcp (docs/recording.md)",
+                name,
+                buffer.granted,
+                buffer.asked,
+                buffer.asked,
+            )
 
     def run(self) -> None:
         backoff = Backoff(self.config.reconnect.initial_seconds, self.config.reconnect.max_seconds)
@@ -127,7 +141,7 @@ class CameraWorker(threading.Thread):
                 loop=True,
                 stall_seconds=read_timeout,
                 complete_only=True,
-                batch_seconds=READ_BATCH_SECONDS,
+                batch_seconds=self.batch_seconds,
             )
             for packet in packets:
                 if stopping():

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from edge_agent.capture.kinds import SourceKind, classify, mask_secrets
+from edge_agent.capture.udp import UdpBuffer, udp_buffer
 from edge_agent.config.schema import CameraConfig
 from firmware_configs import load_profile
 
@@ -22,6 +23,7 @@ class StreamSpec:
     display: str
     options: dict[str, str] = field(default_factory=dict)
     format: str | None = None
+    udp_buffer: UdpBuffer | None = None  # RTSP over UDP: the receive buffer asked for and granted
 
     @property
     def live(self) -> bool:
@@ -58,7 +60,12 @@ def stream_spec(source: str, camera: CameraConfig, from_profile: bool = False) -
         # stimeout/timeout are in microseconds; the read timeout also guards a stalled TCP session.
         timeout_us = str(int(camera.reconnect.read_timeout_seconds * 1_000_000))
         options = {"rtsp_transport": camera.transport, "timeout": timeout_us, "allowed_media_types": "video"}
-        return StreamSpec("rtsp", url, mask_secrets(url), options)
+        buffer = None
+        if camera.transport == "udp":
+            # FFmpeg's own 384 KiB loses datagrams of a high bit rate camera (see capture.udp).
+            buffer = udp_buffer()
+            options["buffer_size"] = str(buffer.granted)
+        return StreamSpec("rtsp", url, mask_secrets(url), options, udp_buffer=buffer)
     if kind == "v4l2":
         device = source.removeprefix("v4l2://")
         # Ask the UVC camera for its H.264 output: the recorder stores what the camera encodes.
