@@ -57,31 +57,17 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import (
-    ContractError,
-    Event,
-    Heartbeat,
-    Reply,
-    Status,
-    check_snapshot,
-    decode,
     hub_subscriptions,
-    parse_topic,
 )
 from contract.broker import parse_broker_url
-from contract.topics import NAME, TopicError
 from hub.config import HubConfig
 from hub.db import HubDB
 from hub.fanout import Fanout
-from hub.records import Record, RecordKind
+from hub.parse import parse_message, rejection
+from hub.records import Record
 
 log = logging.getLogger("diaolou.hub.ingest")
 
-_MODELS: dict[str, tuple[RecordKind, type[Status | Heartbeat | Event | Reply]]] = {
-    "status": ("status", Status),
-    "heartbeat": ("heartbeat", Heartbeat),
-    "event": ("event", Event),
-    "reply": ("reply", Reply),
-}
 # A batch with an event in it closes early once no message has arrived for this long: under a
 # steady stream the broker is waiting for our acknowledgements (its in-flight window is full), so
 # waiting longer only adds latency.
@@ -90,59 +76,7 @@ _IDLE_GAP_SECONDS = 0.001
 # but never below _MIN_BATCH: a commit has a fixed cost (a disk flush) too.
 _COMMIT_TARGET_SECONDS = 0.1
 _MIN_BATCH = 50
-_MAX_TEXT = 200  # rejected topics and error texts are stored truncated: they come from untrusted senders
 _RETRY_MAX_SECONDS = 30.0
-
-
-def parse_message(
-    topic: str | bytes, payload: bytes | bytearray, retained: bool, received: float, max_payload: int
-) -> Record:
-    """Turn one MQTT message into a Record: the validated message, or a rejection saying why not.
-    Never raises for anything a sender can put on the wire."""
-    try:
-        text = topic.decode("utf-8") if isinstance(topic, bytes) else topic
-    except UnicodeDecodeError:
-        return _rejection("?", "?", received, "topic", "topic is not UTF-8", repr(topic))
-    try:
-        info = parse_topic(text)
-    except TopicError as exc:
-        site, device = _names_from_topic(text)
-        return _rejection(site, device, received, "topic", str(exc), text)
-    if info.kind == "snapshot":
-        try:
-            data = check_snapshot(bytes(payload))
-        except ContractError as exc:
-            return _rejection(info.site, info.device, received, exc.cause, str(exc), text)
-        return Record("snapshot", info.site, info.device, received, retained=retained, name=info.name, data=data)
-    kind_model = _MODELS.get(info.kind)
-    if kind_model is None:  # cmd/<name>: the hub's own direction; the hub never subscribes to it
-        return _rejection(info.site, info.device, received, "topic", f"the hub does not accept {info.kind}", text)
-    if len(payload) > max_payload:
-        message = f"payload of {len(payload)} bytes is over the hub's limit of {max_payload}"
-        return _rejection(info.site, info.device, received, "oversized", message, text)
-    kind, model = kind_model
-    try:
-        decoded = decode(model, bytes(payload))
-    except ContractError as exc:
-        return _rejection(info.site, info.device, received, exc.cause, str(exc), text)
-    return Record(kind, info.site, info.device, received, message=decoded, retained=retained)
-
-
-def _rejection(site: str, device: str, received: float, cause: str, error: str, topic: str) -> Record:
-    return Record("rejection", site, device, received, cause=cause, error=error[:_MAX_TEXT], topic=topic[:_MAX_TEXT])
-
-
-def _names_from_topic(topic: str) -> tuple[str, str]:
-    """Best-effort site and device of a topic that does not parse, so the operator sees who sent it."""
-    parts = topic.split("/")
-
-    def clean(value: str) -> str:
-        if NAME.match(value):
-            return value
-        printable = "".join(c if c.isprintable() else "?" for c in value)[:64]
-        return printable or "?"
-
-    return (clean(parts[2]) if len(parts) > 2 else "?", clean(parts[3]) if len(parts) > 3 else "?")
 
 
 @dataclass
@@ -323,6 +257,9 @@ class Ingest:
                 # Still retrying a failing commit: give up; unacknowledged messages stay at the broker.
                 self._stopping.set()
                 self._writer.join(5.0)
+        # paho 2.2's network thread may run one more loop between disconnect() and loop_stop() and
+        # log "Client is not connected" as an ERROR: a shutdown is not an error, so it is not logged.
+        self.client.disable_logger()
         self.client.disconnect()
         self.client.loop_stop()
         log.info("ingest stopped: %s", self.stats.as_dict())
@@ -377,7 +314,7 @@ class Ingest:
                 record = self._account_rejection(record)
         except Exception as exc:  # a bug, not a sender's fault; still count it and keep going
             log.exception("cannot handle a message")
-            record = _rejection("?", "?", time.time(), "internal", repr(exc), "?")
+            record = rejection("?", "?", time.time(), "internal", repr(exc), "?")
         self.stats.received += 1
         # Blocks while the writer is behind: this thread then stops reading from the broker.
         self._inbox.put(_Pending(record, msg.mid, msg.qos, self._generation))

@@ -24,8 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contract import Event, encode, topic
 from edge_agent.events.ids import new_event_id
 from hub.db import HubDB
-from hub.ingest import parse_message
 from hub.migrations import latest, schema_version
+from hub.parse import parse_message
 from hub.records import Record
 from tests.conftest import wait_for
 from tests.support.brokers import Broker

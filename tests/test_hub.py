@@ -30,7 +30,8 @@ from hub.broker import EmbeddedBroker, hash_password
 from hub.config import ConfigError, EmbeddedBrokerConfig, HubConfig, parse_hub_config, render_hub_config
 from hub.db import HubDB, WriteResult
 from hub.fanout import Fanout
-from hub.ingest import Ingest, parse_message
+from hub.ingest import Ingest
+from hub.parse import parse_message
 from hub.records import Record
 from tests.conftest import free_port, wait_for
 from tests.support.brokers import Broker

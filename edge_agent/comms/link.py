@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -45,7 +45,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from contract import Event, Heartbeat, Status, encode, topic
 from contract.broker import parse_broker_url
 from edge_agent import __version__
-from edge_agent.comms.outbox import PRIORITY_EVENT, PRIORITY_TEST, Outbox, OutboxMessage
+from edge_agent.comms.outbox import PRIORITY_EVENT, PRIORITY_TEST, Outbox
+from edge_agent.comms.sender_state import SenderState
 from edge_agent.config.schema import AgentConfig, MqttConfig
 
 log = logging.getLogger(__name__)
@@ -379,7 +380,7 @@ class MqttLink:
         # connect, stop); the poll is for rows another process put in the outbox (`test-alarm`)
         # and for watching paho's thread. Each idle wake-up costs CPU on a box that mostly
         # records, so it is once a second, not more.
-        state = _SenderState(retry_delay=self.refused_retry_min_seconds)
+        state = SenderState(retry_delay=self.refused_retry_min_seconds)
         drain_deadline: float | None = None
         while True:
             # Offline (a village uplink can be down for days) there is nothing to send until
@@ -414,7 +415,7 @@ class MqttLink:
             log.error("MQTT network loop ended unexpectedly; restarting it")
             self._client.loop_start()
 
-    def _process_acks(self, state: _SenderState) -> None:
+    def _process_acks(self, state: SenderState) -> None:
         done: list[int] = []
         while self._acks:
             epoch, mid, failed = self._acks.popleft()
@@ -429,10 +430,7 @@ class MqttLink:
                 # The broker refused this message (v5 PUBACK reason, e.g. not authorised): keep the
                 # row and publish it again later on this connection (an ACL may get fixed).
                 self._counts["refused"] += 1
-                state.refused.add(seq)
-                if state.retry_at is None:
-                    state.retry_at = time.monotonic() + state.retry_delay
-                    state.retry_delay = min(state.retry_delay * 2, self.refused_retry_max_seconds)
+                state.refuse(seq, self.refused_retry_max_seconds)
                 self._warn_once(
                     f"the broker refused a message ({failed}); it stays queued and is published again on this "
                     f"connection after {self.refused_retry_min_seconds:g} s, doubling up to "
@@ -446,22 +444,16 @@ class MqttLink:
             self._counts["acked"] += self.outbox.ack_many(done)
         self._in_flight = len(state.in_flight)
 
-    def _send_more(self, state: _SenderState) -> None:
+    def _send_more(self, state: SenderState) -> None:
         if not self._connected:
             return
         if state.epoch != self._epoch:
-            # New connection: everything unacknowledged goes again, from the oldest (refused
-            # messages included, at once).
-            state.epoch, state.cursor = self._epoch, 0
-            state.in_flight.clear()
-            state.refused.clear()
-            state.retrying.clear()
-            state.retry_at = None
+            state.new_connection(self._epoch)
         room = self._effective_window - len(state.in_flight)
         if room <= 0:
             return
         retry = state.retry_at is not None and time.monotonic() >= state.retry_at
-        rows = self._refused_rows(state, room) if retry else self.outbox.pending(room, after=state.cursor)
+        rows = state.refused_rows(self.outbox, room) if retry else self.outbox.pending(room, after=state.cursor)
         if not rows:
             return
         with self._lock:
@@ -492,19 +484,6 @@ class MqttLink:
         if len(rows) == room or retry:
             self._wake.set()  # there may be more: go again once acks make room
 
-    def _refused_rows(self, state: _SenderState, room: int) -> list[OutboxMessage]:
-        """The refused messages still in the outbox, oldest first, at most `room` of them."""
-        rows: list[OutboxMessage] = []
-        for seq in sorted(state.refused):
-            if len(rows) == room:
-                break
-            found = self.outbox.pending(1, after=seq - 1)
-            if found and found[0].seq == seq:
-                rows.append(found[0])
-            else:
-                state.refused.discard(seq)  # no longer queued (dropped when the outbox was full)
-        return rows
-
     # --- heartbeat thread ---------------------------------------------------------------------
     def _run_heartbeats(self) -> None:
         assert self.heartbeat_source is not None
@@ -515,14 +494,3 @@ class MqttLink:
                 self.publish_heartbeat(self.heartbeat_source())
             except Exception as exc:
                 self._warn_once(f"heartbeat not sent: {type(exc).__name__}: {exc}")
-
-
-@dataclass
-class _SenderState:
-    retry_delay: float  # the pause before refused messages are published again
-    epoch: int = -1
-    cursor: int = 0  # the highest seq handed to the broker in this epoch
-    in_flight: dict[int, int] = field(default_factory=dict)  # mid -> seq
-    refused: set[int] = field(default_factory=set)  # seqs the broker refused, waiting for retry_at
-    retrying: set[int] = field(default_factory=set)  # seqs published again, not acknowledged yet
-    retry_at: float | None = None  # monotonic time of the next retry of `refused`
