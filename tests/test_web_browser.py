@@ -84,6 +84,8 @@ def loop(tmp_path_factory: pytest.TempPathFactory, footage: Path) -> Iterator[Lo
         ["--username", "owner1", "--role", "shop_owner", "--camera", OWN_CAMERA],
         ["--username", "owner2", "--role", "shop_owner", "--camera", OTHER_CAMERA],
         ["--username", "police1", "--role", "police", "--site", SITE],
+        ["--username", "dorm1", "--role", "dorm_manager"],
+        ["--username", "grid1", "--role", "grid_worker"],
     ):
         subprocess.run(hub("users", "add", "--config", str(config), "--password-file", str(secret), *args), check=True)
     log = work / "hub.log"
@@ -215,6 +217,21 @@ def test_a_shop_owner_sees_an_alert_arrive_live_and_only_their_camera(page: Page
     page.wait_for_url(f"{loop.url}/login")
     page.goto(f"{loop.url}/alerts")
     page.wait_for_url(f"{loop.url}/login?next=/alerts")
+
+
+def test_dorm_managers_and_grid_workers_see_no_camera_and_no_admin_page(page: Page, loop: Loop) -> None:
+    """Their own pages come with the gate and incident work; until then they see nothing, not everything."""
+    for user in ("dorm1", "grid1"):
+        sign_in(page, loop, user)
+        expect(page.locator("li.camera")).to_have_count(0)
+        expect(page.locator("nav.tabs a[href='/users']")).to_have_count(0)
+        page.goto(f"{loop.url}/alerts")
+        expect(page.locator("li.alert")).to_have_count(0)
+        page.goto(f"{loop.url}/devices")
+        expect(page.locator("h1")).to_have_text("您无权执行此操作。")
+        page.goto(f"{loop.url}/")
+        page.click("#sign-out")
+        page.wait_for_url(f"{loop.url}/login")
 
 
 def test_police_see_the_site_and_admins_run_devices_users_and_audit(page: Page, loop: Loop) -> None:

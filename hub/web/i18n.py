@@ -53,6 +53,7 @@ STRINGS: dict[str, dict[Lang, str]] = {
     "device": {"zh": "设备", "en": "Device"},
     "state": {"zh": "状态", "en": "State"},
     "last_seen": {"zh": "最后在线", "en": "Last seen"},
+    "last_heartbeat": {"zh": "最后心跳", "en": "Last heartbeat"},
     "cpu": {"zh": "CPU", "en": "CPU"},
     "memory": {"zh": "内存", "en": "Memory"},
     "disk_free": {"zh": "磁盘可用", "en": "Disk free"},
