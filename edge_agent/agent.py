@@ -14,14 +14,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contract import Command, ContractError, Reply, decode, device_prefix, encode, topic
+from contract import Command, ContractError, Reply, decode, device_prefix
 from edge_agent.capture.camera import CameraStatus, CameraWorker
 from edge_agent.capture.sources import StreamSpec, resolve_sources
 from edge_agent.clock import WallClock
 from edge_agent.comms import AgentLock, AgentLockHeld, HeartbeatBuilder, MqttLink, Outbox
 from edge_agent.comms.shipping import EventShipper
+from edge_agent.comms.writer import OutboxWriter
 from edge_agent.config.schema import AgentConfig, CameraConfig
-from edge_agent.events.store import EventStore
+from edge_agent.events.store import EventStore, Shipper
 from edge_agent.memory import limit_malloc_arenas
 from edge_agent.record.index import INDEX_NAME, SegmentIndex
 from edge_agent.record.recorder import SegmentRecorder
@@ -46,13 +47,14 @@ class RingBuffer:
     events: EventStore
 
     @classmethod
-    def open(cls, config: AgentConfig, create: bool = True) -> RingBuffer:
+    def open(cls, config: AgentConfig, create: bool = True, shipper: Shipper | None = None) -> RingBuffer:
         """Open the ring buffer; with create=False (read-only commands) a missing one is an error
-        rather than a new empty directory owned by whoever ran the command."""
+        rather than a new empty directory owned by whoever ran the command. `shipper`: where the
+        event store hands each saved event (the agent's outbox); None keeps them on the box."""
         root = config.storage.root
         if not create and not (root / INDEX_NAME).exists():
             raise FileNotFoundError(f"no ring buffer at {root} (has the agent recorded there yet?)")
-        return cls(root=root, index=SegmentIndex(root), events=EventStore(root))
+        return cls(root=root, index=SegmentIndex(root), events=EventStore(root, shipper))
 
     def close(self) -> None:
         self.index.close()
@@ -63,7 +65,19 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         limit_malloc_arenas()  # before any camera thread starts
         self.config = config
-        self.storage = RingBuffer.open(config)
+        # The way out first: the event store is made with its shipper, which writes to the outbox.
+        self.outbox = Outbox.at(config.storage.root, config.mqtt.outbox_max_mb)
+        self.heartbeats = HeartbeatBuilder(config, self.outbox)
+        self.link: MqttLink | None = None
+        if config.mqtt.enabled:
+            self.link = MqttLink.for_agent(
+                config, self.outbox, heartbeat=lambda: self.heartbeats.build(self.statuses())
+            )
+        self.writer = OutboxWriter(
+            self.outbox, config.site, config.device, wake=self.link.notify if self.link is not None else None
+        )
+        shipper = EventShipper(self.writer, config.storage.root) if self.link is not None else None
+        self.storage = RingBuffer.open(config, shipper=shipper)
         self.root = self.storage.root
         self.index = self.storage.index
         self.events = self.storage.events
@@ -121,22 +135,14 @@ class Agent:
         log.info("agent %s/%s started with %d cameras", self.config.site, self.config.device, len(self.workers))
 
     def _start_link(self) -> None:
-        self.outbox = Outbox.at(self.root, self.config.mqtt.outbox_max_mb)
-        self.link: MqttLink | None = None
-        if not self.config.mqtt.enabled:
+        if self.link is None:
             log.info("MQTT link disabled (mqtt.enabled: false): events stay on this box")
             return
-        self.heartbeats = HeartbeatBuilder(self.config, self.outbox)
-        self.link = MqttLink.for_agent(
-            self.config, self.outbox, heartbeat=lambda: self.heartbeats.build(self.statuses())
-        )
-        self.shipper = EventShipper(self.link, self.events, self.root, self.config.site, self.config.device)
-        self.events.on_saved = self.shipper.ship
         self.link.subscribe(f"{device_prefix(self.config.site, self.config.device)}/cmd/+", self._on_command)
         self.link.start()
-        shipped = self.shipper.ship_unsent()
-        if shipped:
-            log.info("queued %d stored events that had not reached the outbox", shipped)
+        pending = self.events.queue_pending()
+        if pending:
+            log.info("queued %d stored events that had not reached the outbox", pending)
 
     def _on_command(self, topic_name: str, payload: bytes) -> None:
         """Commands from the hub: answered on .../reply with the command's id."""
@@ -155,9 +161,7 @@ class Agent:
             reply = Reply(id=command.id, ok=True, time=now, result={"cameras": [s.as_dict() for s in self.statuses()]})
         else:
             reply = Reply(id=command.id, ok=False, time=now, error=f"unknown command {name!r}")
-        self.outbox.enqueue(topic(self.config.site, self.config.device, "reply"), encode(reply), qos=1, priority=1)
-        if self.link is not None:
-            self.link.notify()
+        self.writer.reply(reply)
 
     def _start_analysis(self, name: str, camera: CameraConfig, spec: StreamSpec) -> None:
         # Imported here: a record-only agent never loads onnxruntime or OpenCV (~40 MB resident).

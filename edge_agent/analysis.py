@@ -16,6 +16,7 @@ from pathlib import Path
 
 import av
 
+from contract import SnapshotRef
 from edge_agent.capture.backoff import Backoff
 from edge_agent.capture.frames import AnalysisFrame, iter_frames
 from edge_agent.capture.sources import StreamSpec
@@ -80,16 +81,8 @@ def save_change(root: Path, store: EventStore, change: EventChange, pre_roll: fl
     except OSError as exc:  # a full disk must not cost the event itself
         log.error("camera %s: snapshot of event %s not written: %s", event.camera, event.id, exc)
         files = None
-    clip_start, clip_end = event.clip_window(pre_roll, post_roll)
-    detail = {
-        **event.summary(),
-        "phase": change.phase,
-        "seq": change.seq,
-        "clip": {"start": clip_start, "end": clip_end},
-        "snapshot": files.full if files else None,
-        "snapshot_crop": files.crop if files else None,
-    }
-    local = LocalEvent(event.id, "person", event.camera, event.start, detail)
+    snapshot = SnapshotRef(path=files.full, crop=files.crop) if files else None
+    local = change.local_event(snapshot, pre_roll, post_roll)
     store.save(local)
     return local
 

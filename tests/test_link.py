@@ -34,12 +34,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contract import Event, Heartbeat, Status, decode, encode, topic
+from contract import Event, Heartbeat, Status, decode, topic
 from edge_agent.capture.camera import CameraStatus
 from edge_agent.comms.heartbeat import HeartbeatBuilder
 from edge_agent.comms.link import MqttLink, parse_broker_url
 from edge_agent.comms.outbox import AgentLock, Outbox, OutboxMessage
 from edge_agent.comms.test_alarm import send_test_alarms
+from edge_agent.comms.writer import OutboxWriter
 from edge_agent.config.schema import AgentConfig, MqttConfig
 from edge_agent.events.ids import new_event_id
 from tests.conftest import REPO, free_port, wait_for
@@ -132,8 +133,15 @@ def events(count: int) -> list[Event]:
 
 
 def enqueue(box: Outbox, batch: list[Event]) -> None:
+    """Queue events while no link runs (the agent starting with a backlog)."""
+    writer = OutboxWriter(box, SITE, DEVICE)
     for event in batch:
-        assert box.enqueue(EVENT_TOPIC, encode(event), qos=1) is not None
+        assert writer.event(event).seq is not None
+
+
+def writer_of(link: MqttLink) -> OutboxWriter:
+    """The agent's way out for a running link: the writer wakes the link's sender."""
+    return OutboxWriter(link.outbox, SITE, DEVICE, wake=link.notify)
 
 
 def mqtt_config(broker: Broker, url: str | None = None) -> MqttConfig:
@@ -241,11 +249,12 @@ def test_messages_arrive_in_order_exactly_once_and_leave_the_outbox(
     before = events(150)
     enqueue(outbox, before)  # queued while no link runs (the agent starting with a backlog)
     link = make_link(broker, outbox)
+    writer = writer_of(link)
     link.start()
     try:
         after = events(150)
         for event in after:  # and enqueued while it runs, as the agent does
-            link.send_event(event)
+            writer.event(event)
         expected = [e.id for e in before + after]
         assert wait_for(lambda: subscriber.has_all(expected), WAIT), f"{len(subscriber.event_ids())} arrived"
         assert wait_for(lambda: outbox.depth == 0, WAIT)
@@ -259,13 +268,14 @@ def test_messages_arrive_in_order_exactly_once_and_leave_the_outbox(
 
 def test_a_dead_network_loop_is_restarted(broker: Broker, outbox: Outbox, subscriber: Subscriber) -> None:
     link = make_link(broker, outbox)
+    writer = writer_of(link)
     link.start()
     try:
         assert link.wait_connected(WAIT)
         link._client.loop_stop()  # as if paho's thread had died of an unhandled error
         batch = events(10)
         for event in batch:
-            link.send_event(event)
+            writer.event(event)
         assert wait_for(lambda: subscriber.has_all([e.id for e in batch]), WAIT)
         assert link._client._thread is not None and link._client._thread.is_alive()
     finally:
@@ -355,17 +365,18 @@ def test_connection_cut_mid_stream_resends_from_oldest_unacked(
 def test_broker_down_for_seconds_loses_nothing(broker: Broker, outbox: Outbox, subscriber: Subscriber) -> None:
     gate = Gate(broker.port)
     link = make_link(broker, outbox, url=gate.url())
+    writer = writer_of(link)
     link.start()
     a, b, c = events(30), events(30), events(30)
     try:
         for event in a:
-            link.send_event(event)
+            writer.event(event)
         assert wait_for(lambda: subscriber.has_all([e.id for e in a]) and outbox.depth == 0, WAIT)
 
         gate.cut()  # hold the link back until the subscriber is back (see the module docstring)
         broker.kill()
         for event in b:  # alerts raised while the broker is down
-            link.send_event(event)
+            writer.event(event)
         assert wait_for(lambda: not link.connected, WAIT)
         assert outbox.depth == len(b)
         assert "cannot reach broker" in (link.last_error or "") or "lost the connection" in (link.last_error or "")
@@ -375,7 +386,7 @@ def test_broker_down_for_seconds_loses_nothing(broker: Broker, outbox: Outbox, s
         assert wait_for(lambda: subscriber.subacks > subacks, WAIT), "subscriber did not come back"
         gate.reopen()
         for event in c:
-            link.send_event(event)
+            writer.event(event)
         expected = [e.id for e in a + b + c]
         assert wait_for(lambda: subscriber.has_all(expected), WAIT), f"{len(set(subscriber.event_ids()))} arrived"
         assert wait_for(lambda: outbox.depth == 0, WAIT)

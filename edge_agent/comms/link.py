@@ -42,11 +42,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contract import Event, Heartbeat, Status, encode, topic
+from contract import Heartbeat, Status, encode, topic
 from contract.broker import parse_broker_url
 from edge_agent import __version__
-from edge_agent.comms.outbox import PRIORITY_EVENT, PRIORITY_TEST, Outbox
+from edge_agent.comms.outbox import Outbox
 from edge_agent.comms.sender_state import SenderState
+from edge_agent.comms.writer import event_priority as event_priority  # where comms/__init__ finds it
 from edge_agent.config.schema import AgentConfig, MqttConfig
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,6 @@ OFFLINE_POLL_SECONDS = 10.0  # the sender's poll while disconnected: only paho's
 # Reason codes (MQTT v5 numbering; paho maps v3.1.1 CONNACK codes onto them) that mean the
 # broker will keep refusing until someone fixes the config: say so plainly.
 _CREDENTIALS = {"Bad user name or password", "Not authorized"}
-
-
-def event_priority(event: Event) -> int:
-    return PRIORITY_TEST if event.test else PRIORITY_EVENT
 
 
 @dataclass(frozen=True)
@@ -210,15 +207,6 @@ class MqttLink:
     def notify(self) -> None:
         """Something was enqueued: send it now instead of at the next poll."""
         self._wake.set()
-
-    def send_event(self, event: Event, priority: int | None = None) -> int | None:
-        """Commit an event to the outbox (durable on return) and wake the sender; its seq, or None
-        when the outbox was full of higher-priority messages and this one was dropped."""
-        if priority is None:
-            priority = event_priority(event)
-        seq = self.outbox.enqueue(self.event_topic, encode(event), qos=1, priority=priority)
-        self.notify()
-        return seq
 
     def publish_heartbeat(self, heartbeat: Heartbeat) -> bool:
         """QoS 0, not queued: a lost heartbeat is replaced by the next one. False when offline."""

@@ -1,7 +1,8 @@
 """`diaolou-agent test-alarm`: prove the path from this box to the broker with N test events.
 
-The events go through the real outbox, so they take exactly the path a real alert takes.
-Who sends them depends on whether the agent runs (it holds <storage.root>/agent.lock):
+The events take exactly the path a real alert takes: saved in events.db (kind `test`, marked
+test), handed by the event store to its shipper, committed to the real outbox. Who sends them
+depends on whether the agent runs (it holds <storage.root>/agent.lock):
 - agent running: its MQTT session sends them (it polls the outbox); we only wait for the rows
   to be acknowledged. A second session under the same client id would kick the agent's off
   the broker, so we never open one;
@@ -20,12 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from contract import Event, encode, topic
+from contract import Event
 from contract.broker import parse_broker_url
 from edge_agent.comms.link import MqttLink
-from edge_agent.comms.outbox import PRIORITY_TEST, Added, AgentLock, Outbox
+from edge_agent.comms.outbox import Added, AgentLock, Outbox
+from edge_agent.comms.shipping import EventShipper
+from edge_agent.comms.writer import OutboxWriter
 from edge_agent.config.schema import AgentConfig
 from edge_agent.events.ids import new_event_id
+from edge_agent.events.local import LocalEvent
+from edge_agent.events.store import EventStore
 
 POLL_SECONDS = 0.1
 
@@ -111,12 +116,14 @@ def make_test_events(count: int) -> list[Event]:
 def send_test_alarms(config: AgentConfig, count: int = 1, wait_seconds: float = 30.0) -> TestAlarmResult:
     root = config.storage.root
     broker = parse_broker_url(config.mqtt.url).display()
-    events = make_test_events(count)
+    events = [LocalEvent(message=message) for message in make_test_events(count)]
     ids = [e.id for e in events]
     outbox = Outbox.at(root, config.mqtt.outbox_max_mb)
+    # No wake-up to give: a running agent's link finds them at its next poll, ours below at once.
+    store = EventStore(root, EventShipper(OutboxWriter(outbox, config.site, config.device), root))
     try:
-        event_topic = topic(config.site, config.device, "event")
-        queued = Queued.of([outbox.add(event_topic, encode(e), 1, PRIORITY_TEST) for e in events])
+        # An event that could not be queued at all counts as dropped; it stays in events.db.
+        queued = Queued.of([store.save(event) or Added(None) for event in events])
         seqs = queued.seqs
         notes = queued.notes(outbox)
         lock = AgentLock(root)
@@ -144,6 +151,7 @@ def send_test_alarms(config: AgentConfig, count: int = 1, wait_seconds: float = 
             )
         return _result(queued, left, "direct", ids, "\n".join([*notes, message]))
     finally:
+        store.close()
         outbox.close()
 
 

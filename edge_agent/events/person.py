@@ -22,9 +22,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from contract import Event, SnapshotRef
 from edge_agent.config.schema import DetectConfig
 from edge_agent.detectors.base import Box
 from edge_agent.events.ids import new_event_id
+from edge_agent.events.local import ClipWindow, LocalEvent, PersonDetail
 from edge_agent.track.tracker import Track, TrackUpdate
 from edge_agent.track.zones import ArmingSchedule, Polygon, foot_point
 
@@ -104,6 +106,31 @@ class EventChange:
     phase: Phase
     event: PersonEvent
     seq: int = 0
+
+    def local_event(self, snapshot: SnapshotRef | None, pre_roll: float, post_roll: float) -> LocalEvent:
+        """This change as it is stored and shipped: the wire message, made once, here."""
+        event = self.event
+        start, end = event.clip_window(pre_roll, post_roll)
+        detail = PersonDetail(
+            zone=event.zone,
+            label=event.label,
+            max_score=round(event.max_score, 4),
+            persons=len(event.track_ids),
+            model=event.model,
+            clip=ClipWindow(start=start, end=end),
+        )
+        message = Event(
+            id=event.id,
+            seq=self.seq,
+            kind="person",
+            phase=self.phase,
+            camera=event.camera,
+            time=event.start,
+            end=event.end,
+            detail=detail.model_dump(),
+            snapshot=snapshot,
+        )
+        return LocalEvent(message=message)
 
 
 class EventBuilder:

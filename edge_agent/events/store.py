@@ -1,40 +1,68 @@
-"""Local event log: camera offline/back, storage trouble (person events join with the detection issue).
+"""Local event log (events.db): person events, camera offline/back, storage trouble, test alarms.
 
-Each event is committed before anything else happens with it, so it survives kill -9 and a power
-cut; the MQTT link ships them through its outbox.
+Each event is committed here before anything else happens with it, so it survives kill -9 and
+a power cut. Then the store hands it to its shipper (given at construction; none on a box
+without an MQTT link), which commits it to the outbox, and marks it `queued`. `queued` means
+"in outbox.db", not "the hub has it": the outbox keeps it until the broker acknowledges it.
+Events saved but not queued (a crash between the two commits: they are separate SQLite files,
+or an outbox full of more important messages) are queued again by `queue_pending` when the
+agent starts; the hub stores by (id, phase, seq), so queueing twice is harmless.
+
+A row holds the event's wire message as JSON (`LocalEvent`) beside the columns the store
+selects on. Files written before kept a flat `detail` dict and a `sent` flag: they are
+migrated in place when opened.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlite_utils
+from pydantic import ValidationError
 
-from edge_agent.events.ids import new_event_id
+from contract import Event
+from contract.messages import EventKind
+from edge_agent.events.local import LocalEvent, legacy_message
+
+if TYPE_CHECKING:
+    from edge_agent.comms.outbox import Added
+
+__all__ = ["EVENTS_DB", "EventStore", "LocalEvent", "Shipper"]
+
+log = logging.getLogger(__name__)
 
 EVENTS_DB = "events.db"
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    camera TEXT,
+    time REAL NOT NULL,
+    ended REAL,            -- retention: an instant event's time, a person event's end, NULL while open
+    queued INTEGER NOT NULL DEFAULT 0,  -- committed to outbox.db (not: the hub has it)
+    message TEXT NOT NULL  -- the wire Event as JSON
+);
+CREATE INDEX IF NOT EXISTS idx_events_time ON events (time)
+"""
 
-@dataclass(frozen=True)
-class LocalEvent:
-    id: str
-    kind: str  # camera_offline | camera_back | disk_full | ...
-    camera: str | None
-    time: float
-    detail: dict[str, Any] = field(default_factory=dict)
+
+class Shipper(Protocol):
+    def ship(self, event: LocalEvent) -> Added | None:
+        """Commit the event's message to the outbox; what the outbox did (`Added.seq` None: it was
+        dropped, the outbox being full of more important messages), None when it failed."""
+        ...
 
 
 class EventStore:
-    """`on_saved` is called after each commit (the agent ships the event to the hub from there)."""
-
-    def __init__(self, root: Path, on_saved: Callable[[LocalEvent], None] | None = None) -> None:
-        self.on_saved = on_saved
+    def __init__(self, root: Path, shipper: Shipper | None = None) -> None:
+        self.shipper = shipper
         root.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(root / EVENTS_DB, check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
@@ -44,55 +72,66 @@ class EventStore:
         self.db.execute("PRAGMA journal_size_limit=262144")
         self.db.execute("PRAGMA synchronous=FULL")  # events are rare and must survive a power cut
         self._lock = threading.Lock()
-        if "events" not in self.db.table_names():
-            self.db.table("events").create(
-                {"id": str, "kind": str, "camera": str, "time": float, "detail": str, "sent": int},
-                pk="id",
-            )
-            self.db.table("events").create_index(["time"])
+        with self._lock:
+            self._migrate()
+            with conn:
+                for statement in _SCHEMA.split(";"):
+                    conn.execute(statement)
 
-    def record(self, kind: str, camera: str | None, time: float, **detail: Any) -> LocalEvent:
-        event = LocalEvent(new_event_id(time), kind, camera, time, detail)
-        with self._lock, self.db.conn:
-            self.db.table("events").insert(
-                {
-                    "id": event.id,
-                    "kind": kind,
-                    "camera": camera,
-                    "time": time,
-                    "detail": json.dumps(detail, sort_keys=True),
-                    "sent": 0,
-                }
-            )
-        if self.on_saved is not None:
-            self.on_saved(event)
+    def record(self, kind: EventKind, camera: str | None, time: float, **detail: Any) -> LocalEvent:
+        """Save an instant event (camera offline or back, disk full)."""
+        event = LocalEvent.instant(kind, camera, time, **detail)
+        self.save(event)
         return event
 
-    def save(self, event: LocalEvent) -> None:
-        """Insert or replace an event by id (a person event is saved at start, on updates and at end)."""
+    def save(self, event: LocalEvent) -> Added | None:
+        """Commit an event (insert or replace by id: a person event is saved at start, on updates
+        and at end), then queue it through the shipper; what the outbox did with it."""
         with self._lock, self.db.conn:
-            self.db.table("events").upsert(
-                {
-                    "id": event.id,
-                    "kind": event.kind,
-                    "camera": event.camera,
-                    "time": event.time,
-                    "detail": json.dumps(event.detail, sort_keys=True),
-                    "sent": 0,
-                },
-                pk="id",
+            self.db.conn.execute(
+                "INSERT OR REPLACE INTO events (id, kind, camera, time, ended, queued, message) "
+                "VALUES (?, ?, ?, ?, ?, 0, ?)",
+                (event.id, event.kind, event.camera, event.time, event.ended, event.message.model_dump_json()),
             )
-        if self.on_saved is not None:
-            self.on_saved(event)
+        return self._ship(event)
+
+    def _ship(self, event: LocalEvent) -> Added | None:
+        if self.shipper is None:
+            return None
+        added = self.shipper.ship(event)
+        if added is not None and added.seq is not None:
+            self.mark_queued(event)
+        return added
+
+    def mark_queued(self, event: LocalEvent) -> None:
+        """The event's message is in the outbox (only this version of it: a later save of the same
+        event is queued on its own)."""
+        with self._lock, self.db.conn:
+            self.db.execute(
+                "update events set queued = 1 where id = ? and message = ?", [event.id, event.message.model_dump_json()]
+            )
 
     def mark_sent(self, event_id: str) -> None:
+        """Old name of `mark_queued`, by id (tests/test_retention.py still calls it)."""
         with self._lock, self.db.conn:
-            self.db.execute("update events set sent = 1 where id = ?", [event_id])
+            self.db.execute("update events set queued = 1 where id = ?", [event_id])
 
-    def unsent(self) -> list[LocalEvent]:
+    def _select(self, sql: str, args: list[Any]) -> list[LocalEvent]:
         with self._lock:
-            rows = list(self.db.query("select * from events where sent = 0 order by id"))
-        return [LocalEvent(r["id"], r["kind"], r["camera"], r["time"], json.loads(r["detail"] or "{}")) for r in rows]
+            rows = self.db.conn.execute(sql, args).fetchall()
+        return [LocalEvent(message=Event.model_validate_json(row[0])) for row in rows]
+
+    def pending(self) -> list[LocalEvent]:
+        """Events saved but not yet in the outbox, oldest first."""
+        return self._select("select message from events where queued = 0 order by id", [])
+
+    def queue_pending(self) -> int:
+        """Queue the events that never reached the outbox (a crash between the two commits, or an
+        outbox that had no room for them); how many were handed to the shipper."""
+        pending = self.pending() if self.shipper is not None else []
+        for event in pending:
+            self._ship(event)
+        return len(pending)
 
     def list(self, camera: str | None = None, kind: str | None = None) -> list[LocalEvent]:
         where, args = [], []
@@ -102,12 +141,8 @@ class EventStore:
         if kind is not None:
             where.append("kind = ?")
             args.append(kind)
-        sql = "select * from events" + (" where " + " and ".join(where) if where else "") + " order by id"
-        with self._lock:
-            return [
-                LocalEvent(r["id"], r["kind"], r["camera"], r["time"], json.loads(r["detail"] or "{}"))
-                for r in self.db.query(sql, args)
-            ]
+        sql = "select message from events" + (" where " + " and ".join(where) if where else "") + " order by id"
+        return self._select(sql, args)
 
     def cameras(self) -> set[str | None]:
         with self._lock:
@@ -117,11 +152,10 @@ class EventStore:
         self, camera: str | None, before: float, keep: Sequence[tuple[float, float]], only_sent: bool = True
     ) -> int:
         """Delete the camera's events that ended before `before`, except those that overlap a `keep`
-        window (legal holds) and, with `only_sent`, those the hub has not confirmed yet. None: the
-        agent's own events (no camera).
+        window (legal holds) and, with `only_sent`, those not yet queued for the hub (in the
+        outbox). None: the agent's own events (no camera).
 
-        A person event ends at `detail.end`, which is null while it is still open: an open event is
-        never pruned. An event without an end (camera offline, disk full) ends when it happens.
+        An open person event (no end yet) is never pruned; an instant event ends when it happens.
         The holds go in as one JSON parameter and are joined in the statement, so thousands of them
         cost one query (a clause per hold made the statement grow with the holds, past SQLite's
         limit on expression depth)."""
@@ -131,16 +165,10 @@ class EventStore:
             delete from events where id in (
                 with holds(first, last) as materialized (
                     select value ->> 0, value ->> 1 from json_each(:holds)
-                ),
-                aged(id, start, ended) as (
-                    select id, time,
-                           case when json_type(detail, '$.end') is null then time else detail ->> '$.end' end
-                    from events
-                    where camera is :camera and time < :before{" and sent = 1" if only_sent else ""}
                 )
-                select id from aged
-                where ended < :before
-                  and not exists (select 1 from holds where holds.first <= aged.ended and aged.start <= holds.last)
+                select id from events as aged
+                where camera is :camera and time < :before and ended < :before{" and queued = 1" if only_sent else ""}
+                  and not exists (select 1 from holds where holds.first <= aged.ended and aged.time <= holds.last)
             )
         """
         args = {"camera": camera, "before": before, "holds": json.dumps([[start, end] for start, end in keep])}
@@ -149,3 +177,42 @@ class EventStore:
 
     def close(self) -> None:
         self.db.conn.close()
+
+    def _migrate(self) -> None:
+        """An events.db of before (columns detail, sent) becomes today's table in one transaction:
+        each row's flat detail turns into its wire message (`legacy_message`), `sent` is renamed
+        `queued`. A row no message can be made of (it could never have been shipped either) moves
+        to `unreadable_events`, with the reason, rather than stop the agent."""
+        conn = self.db.conn
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        if "detail" not in columns:
+            return
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            if "detail" not in {row[1] for row in conn.execute("PRAGMA table_info(events)")}:
+                return  # another process (test-alarm, the agent) migrated it meanwhile
+            conn.execute("ALTER TABLE events ADD COLUMN ended REAL")
+            conn.execute("ALTER TABLE events ADD COLUMN message TEXT")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS unreadable_events "
+                "(id TEXT, kind TEXT, camera TEXT, time REAL, detail TEXT, sent INTEGER, reason TEXT)"
+            )
+            rows = conn.execute("SELECT id, kind, camera, time, detail, sent FROM events").fetchall()
+            for event_id, kind, camera, time, detail, sent in rows:
+                try:
+                    event = LocalEvent(message=legacy_message(event_id, kind, camera, time, json.loads(detail or "{}")))
+                except (ValidationError, ValueError, TypeError) as exc:
+                    log.error("events.db: event %s (%s) cannot be read and was set aside: %s", event_id, kind, exc)
+                    conn.execute(
+                        "INSERT INTO unreadable_events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (event_id, kind, camera, time, detail, sent, str(exc)),
+                    )
+                    conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
+                    continue
+                conn.execute(
+                    "UPDATE events SET message = ?, ended = ? WHERE id = ?",
+                    (event.message.model_dump_json(), event.ended, event_id),
+                )
+            conn.execute("ALTER TABLE events RENAME COLUMN sent TO queued")
+            conn.execute("ALTER TABLE events DROP COLUMN detail")
+        log.info("events.db: %d events migrated to typed messages", len(rows))

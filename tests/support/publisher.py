@@ -19,6 +19,7 @@ from pathlib import Path
 
 from contract import Event
 from edge_agent.comms import MqttLink, Outbox
+from edge_agent.comms.writer import OutboxWriter
 from edge_agent.config.schema import MqttConfig
 
 
@@ -40,6 +41,7 @@ def main() -> None:
     link = MqttLink(
         MqttConfig(url=args.url, protocol=args.protocol, client_id=f"pub-{args.device}"), args.site, args.device, outbox
     )
+    writer = OutboxWriter(outbox, args.site, args.device, wake=link.notify)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -51,7 +53,7 @@ def main() -> None:
     for i in range(start, len(ids)):
         if stopping:
             break
-        link.send_event(
+        writer.event(
             Event(id=ids[i], kind="camera_offline", phase="instant", camera="cam", time=time.time(), detail={"n": i})
         )
         progress.write_text(str(i + 1))
