@@ -274,6 +274,15 @@ def test_pages_load_nothing_from_elsewhere_and_the_api_reference_works(page: Pag
     page.wait_for_url(f"{loop.url}/login")
     outside = [url for url in requested if not url.startswith(loop.url) and not url.startswith("data:")]
     assert requested and not outside, outside
+    # A crafted sign-in link cannot send the user to another site after signing in.
+    for trap in ("//evil.example/", "/\\evil.example/", "https://evil.example/"):
+        page.goto(f"{loop.url}/login?next={trap}")
+        page.fill("input[name=username]", "owner1")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{loop.url}/")
+        page.click("#sign-out")
+        page.wait_for_url(f"{loop.url}/login")
 
 
 def test_screenshots_were_written() -> None:

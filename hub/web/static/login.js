@@ -12,7 +12,8 @@ document.addEventListener("DOMContentLoaded", () => {
     });
     if (response.ok) {
       const next = form.dataset.next || "/";
-      location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+      // Only a path on this hub: "//host" and "/\host" would leave it (browsers read a backslash as /).
+      location.href = /^\/(?![\/\\])/.test(next) ? next : "/";
       return;
     }
     let detail = form.dataset.wrong;
