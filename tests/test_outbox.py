@@ -1,5 +1,6 @@
 """The outbox: durable, ordered, bounded (lowest priority and oldest go first, counted), shared by
-two processes (the running agent and `test-alarm`), and the agent lock that tells them apart."""
+two processes (the running agent and `test-alarm`), the agent lock that tells them apart, and the
+one writer every message goes in through."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
-from edge_agent.comms.outbox import PRIORITY_EVENT, PRIORITY_TEST, AgentLock, Outbox, message_size
+from contract import ContractError, Event, Reply, decode
+from contract.topics import parse_topic
+from edge_agent.comms.outbox import PRIORITY_EVENT, PRIORITY_STATUS, PRIORITY_TEST, AgentLock, Outbox, message_size
+from edge_agent.comms.writer import PRIORITY_SNAPSHOT, OutboxWriter
+from edge_agent.events.ids import new_event_id
 from tests.conftest import REPO, wait_for
 
 TOPIC = "diaolou/v1/site/box/event"
@@ -191,3 +198,41 @@ def test_agent_lock_tells_whether_an_agent_runs_and_dies_with_it(tmp_path: Path)
         assert lock.held and AgentLock.is_held(tmp_path)
         assert not AgentLock(tmp_path).try_acquire()  # a second open file in the same process, too
     assert not AgentLock.is_held(tmp_path)
+
+
+def test_the_writer_encodes_ranks_and_wakes_for_every_kind_of_message(tmp_path: Path) -> None:
+    """Events, snapshots, replies and test alarms go in through one writer: each on its topic with
+    the priority its kind earns, the link woken once per message that went in."""
+    woken: list[int] = []
+    box = Outbox(tmp_path / "outbox.db", max_bytes=4000)
+    writer = OutboxWriter(box, "site", "box", wake=lambda: woken.append(1))
+    now = time.time()
+
+    def event(test: bool) -> Event:
+        kind: Literal["test", "camera_offline"] = "test" if test else "camera_offline"
+        return Event(id=new_event_id(), kind=kind, phase="instant", camera=None, time=now, test=test)
+
+    alert, alarm = writer.event(event(test=False)), writer.event(event(test=True))
+    reply = writer.reply(Reply(id="c-1", ok=True, time=now))
+    jpeg = b"\xff\xd8\xff" + b"\x00" * 100 + b"\xff\xd9"
+    picture = writer.snapshot(new_event_id(), jpeg)
+    with pytest.raises(ContractError, match="not a complete JPEG"):
+        writer.snapshot(new_event_id(), b"GIF89a")
+    rows = {row.seq: row for row in box.pending()}
+    assert [
+        (parse_topic(rows[a.seq or 0].topic).kind, rows[a.seq or 0].priority) for a in (alert, alarm, reply, picture)
+    ] == [
+        ("event", PRIORITY_EVENT),
+        ("event", PRIORITY_TEST),
+        ("reply", PRIORITY_STATUS),
+        ("snapshot", PRIORITY_SNAPSHOT),
+    ]
+    assert decode(Reply, rows[reply.seq or 0].payload).id == "c-1" and rows[picture.seq or 0].payload == jpeg
+    assert len(woken) == 4
+    # A full outbox makes room from the bottom: a real alert pushes out the test alarm first.
+    for _ in range(50):
+        added = writer.event(event(test=False))
+        if added.evicted:
+            break
+    assert added.seq is not None and added.evicted[0] == alarm.seq
+    assert box.remaining([alert.seq or 0]) == {alert.seq}
