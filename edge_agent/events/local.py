@@ -72,7 +72,7 @@ class LocalEvent(BaseModel):
         return self.message.id
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> EventKind:
         return self.message.kind
 
     @property
