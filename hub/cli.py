@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100, help="At most this many (default 100).")
     p.add_argument("--json", action="store_true", help="One JSON object per line.")
     register_people_commands(command, sub)
-    register_evidence_commands(command, sub)
+    register_evidence_commands(command, sub, devices_sub)
     return parser
 
 

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hub import __version__
 from hub.api import pages
 from hub.api.deps import LoginRedirect, Policy, policy_of
-from hub.api.routes import alerts, audit, auth, cameras, devices, notifications, users
+from hub.api.routes import alerts, audit, auth, cameras, clips, devices, notifications, users
 from hub.config import HubConfig
 from hub.services.accounts import LoginPolicy
 from hub.store import open_store
@@ -34,6 +34,7 @@ ROUTERS: list[APIRouter] = [
     users.router,
     audit.router,
     notifications.router,
+    clips.router,
     pages.router,
 ]
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"

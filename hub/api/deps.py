@@ -1,9 +1,10 @@
 """Who may call what: every route's permission, in one place.
 
-Each route states its policy in its signature with exactly one of `public()`, `signed_in()` or
-`allow(*roles)` (pages: the `page_*` twins, which send a stranger to the sign-in page instead of
-answering 401). `create_app` refuses to start if any route lacks one, and the authorisation
-test builds its matrix from these policies, so a new route cannot forget its rule.
+Each route states its policy in its signature with exactly one of `public()`, `signed_in()`,
+`allow(*roles)` or `device()` (a box with its own HTTP credential: clip uploads) (pages: the
+`page_*` twins, which send a stranger to the sign-in page instead of answering 401).
+`create_app` refuses to start if any route lacks one, and the authorisation test builds its
+matrix from these policies, so a new route cannot forget its rule.
 
 Object-level checks (`visible_camera`, and the services' own filters) answer 404 for what the
 caller may not see, exactly as for what does not exist: a shop owner cannot even learn that a
@@ -27,8 +28,9 @@ from fastapi.routing import APIRoute
 
 from hub.models import ROLES, Camera, Principal, Role
 from hub.security import same_secret
-from hub.services import accounts, alerts
+from hub.services import accounts, alerts, clips
 from hub.services.audit import Actor
+from hub.services.clips import DeviceCaller
 from hub.store import connect
 
 SESSION_COOKIE = "diaolou_session"
@@ -45,6 +47,7 @@ class Policy:
     roles: frozenset[Role] | None  # None: anyone signed in; see `public`
     public: bool = False
     page: bool = False
+    device: bool = False  # a box with its HTTP credential, no person (roles is then empty)
 
 
 def get_conn(request: Request) -> Iterator[sqlite3.Connection]:
@@ -110,6 +113,27 @@ def allow(*roles: Role) -> Any:
     if unknown or not roles:
         raise ValueError(f"allow() needs roles from {ROLES}, got {roles}")
     return Depends(_make(Policy(roles=frozenset(roles))))
+
+
+def _device_dependency(request: Request, conn: Conn) -> DeviceCaller:
+    """A box calling with its credential (`diaolou-hub devices token`): 401 without one, 403 for a
+    person's credential (people never upload clips)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "a box sends `Authorization: Bearer <device token>` (diaolou-hub devices token)")
+    caller = clips.authenticate_device(conn, token.strip())
+    if caller is None:
+        if accounts.authenticate(conn, token.strip(), "bearer") is not None:
+            raise HTTPException(403, "only a box may do this, with its device token")
+        raise HTTPException(401, "unknown or replaced device token")
+    return caller
+
+
+_device_dependency.policy = Policy(roles=frozenset(), device=True)  # type: ignore[attr-defined]
+
+
+def device() -> Any:
+    return Depends(_device_dependency)
 
 
 def page_signed_in() -> Any:
