@@ -56,6 +56,9 @@ REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "work" / "hub_ingest"
 RESULTS = REPO / "bench" / "results"
 HUB = REPO / ".venv" / "bin" / "diaolou-hub"
+# --hub-code REV: the hub runs hub/ and contract/ as of that git revision (exported here and put
+# first on its PYTHONPATH); everything else, the benchmark included, is the work tree's.
+HUB_ENV: dict[str, str] | None = None
 SITE = "bench"
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -150,7 +153,9 @@ class Child:
 
     live: ClassVar[dict[int, Child]] = {}  # every child not reaped yet, for cleanup on errors
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, stdin: bool = False) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, stdin: bool = False, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.log_path = log_path
         self.lines: list[tuple[float, str]] = []
@@ -170,6 +175,7 @@ class Child:
             text=True,
             errors="replace",
             start_new_session=True,  # Ctrl-C on the benchmark reaches only the benchmark
+            env=env,
         )
         self.pid = self.popen.pid
         self.started = time.time()
@@ -340,7 +346,7 @@ def setup(kind: str, work: Path) -> Iterator[Setup]:
 
 
 def start_hub(s: Setup, name: str = "hub", wait: bool = True) -> Child:
-    hub = Child(name, [str(HUB), "run", "--config", str(s.config_path)], s.work / f"{name}.log")
+    hub = Child(name, [str(HUB), "run", "--config", str(s.config_path)], s.work / f"{name}.log", env=HUB_ENV)
     if wait:
         hub.wait_line("subscribed to", 60)
     return hub
@@ -1487,6 +1493,25 @@ def markdown_table(rows: list[Row]) -> str:
     )
 
 
+def export_hub_code(rev: str) -> str:
+    """Export hub/ and contract/ of git revision `rev` for the hub to run (see HUB_ENV); its full hash.
+    A directory holding hub/ and contract/ (a copy of work in progress) is used as it is."""
+    global HUB_ENV
+    if Path(rev, "hub").is_dir():
+        HUB_ENV = dict(os.environ, PYTHONPATH=str(Path(rev).resolve()))
+        return f"directory {rev}"
+    full = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    target = WORK / f"code-{full[:12]}"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", full, "hub", "contract"], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    HUB_ENV = dict(os.environ, PYTHONPATH=str(target))
+    return full
+
+
 def versions() -> dict[str, Any]:
     from importlib.metadata import version
 
@@ -1627,6 +1652,12 @@ def main() -> int:
         "--only", default="rate,backlog,burst,latency,agents", help="Scenarios to run (comma-separated)."
     )
     parser.add_argument("--brokers", default="mosquitto,embedded", help="Brokers for rate and latency.")
+    parser.add_argument(
+        "--hub-code",
+        metavar="REV",
+        help="Run the hub's hub/ and contract/ as of this git revision, or from this directory (default: the "
+        "work tree), for before/after runs on the same machine.",
+    )
     args = parser.parse_args()
     only = {w.strip() for w in args.only.split(",") if w.strip()}
     brokers = [b for b in KINDS if b in args.brokers.split(",")]
@@ -1650,6 +1681,10 @@ def main() -> int:
         parser.error("an argument is out of range (see --help)")
     started = time.monotonic()
     env = versions()
+    if args.hub_code:
+        env["head"] = export_hub_code(args.hub_code)
+        env["hub_uncommitted_files"] = 0
+        env["hub_code"] = args.hub_code
     env["baseline"] = baseline_load()
     log(f"machine {env['baseline']['busy_pct']:.0f} % busy before the run, load {env['baseline']['loadavg']}")
     runs: list[dict[str, Any]] = []

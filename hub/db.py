@@ -12,6 +12,7 @@ needs the current health, and trends belong in a metrics system.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+from pydantic_core import to_json
 
 from contract import Event, Heartbeat, Reply, Status
 from hub.migrations import migrate
@@ -37,7 +39,9 @@ log = logging.getLogger("diaolou.hub.db")
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # pydantic_core's encoder: compact JSON like json.dumps(separators=(",", ":"), ensure_ascii=False),
+    # five times faster. Only what passed the contract comes here (finite numbers, valid Unicode).
+    return None if value is None else to_json(value).decode("utf-8")
 
 
 def _loads(value: str | None) -> Any:
@@ -49,9 +53,9 @@ _UPSERT_SNAPSHOT = (
 )
 # ON CONFLICT (key) DO NOTHING, not INSERT OR IGNORE: a redelivery is ignored, but any other
 # constraint (a NULL where the column forbids it) raises instead of silently losing the row.
-_INSERT_EVENT = (
+_INSERT_EVENTS = (
     'INSERT INTO events (id, phase, seq, site, device, camera, kind, time, "end", test, detail, snapshot, '
-    "received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, phase, seq) DO NOTHING"
+    "received) VALUES {rows} ON CONFLICT (id, phase, seq) DO NOTHING"
 )
 _INSERT_REPLY = (
     "INSERT INTO replies (site, device, id, ok, time, result, error, received) "
@@ -61,13 +65,12 @@ _HAS_EVENT = "SELECT 1 FROM events WHERE id = ? AND site = ? AND device = ? LIMI
 _INSERT_DEAD_LETTER = (
     "INSERT INTO dead_letters (site, device, kind, error, message, received, set_aside) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-# One statement per device and batch. NULL means "this batch says nothing about it": keep the stored value.
+# One row per device and batch. NULL means "this batch says nothing about it": keep the stored value.
 # SQLite's two-argument max() is NULL if either side is, hence the coalesce around it.
-_UPSERT_DEVICE = """
+_UPSERT_DEVICES = """
 INSERT INTO devices (site, device, state, clean, status_time, status_received, agent_version, cameras,
                      last_heartbeat, heartbeat_time, first_seen, last_seen)
-VALUES (:site, :device, :state, :clean, :status_time, :status_received, :agent_version, :cameras,
-        :last_heartbeat, :heartbeat_time, :first_seen, :last_seen)
+VALUES {rows}
 ON CONFLICT (site, device) DO UPDATE SET
     state = coalesce(excluded.state, devices.state),
     clean = CASE WHEN excluded.state IS NULL THEN devices.clean ELSE excluded.clean END,
@@ -119,27 +122,53 @@ class _DeviceUpdate:
     status: Record | None = None
     heartbeat: Record | None = None
 
-    def params(self) -> dict[str, Any]:
+    def params(self) -> tuple[Any, ...]:
+        """The row for _UPSERT_DEVICES, in its column order."""
         status = self.status.message if self.status is not None else None
         beat = self.heartbeat.message if self.heartbeat is not None else None
         assert status is None or isinstance(status, Status)
         assert beat is None or isinstance(beat, Heartbeat)
-        return {
-            "site": self.site,
-            "device": self.device,
-            "state": status.state if status else None,
-            "clean": int(status.clean) if status else None,
-            "status_time": status.time if status else None,
-            "status_received": self.status.received if self.status else None,
+        return (
+            self.site,
+            self.device,
+            status.state if status else None,
+            int(status.clean) if status else None,
+            status.time if status else None,
+            self.status.received if self.status else None,
             # A last will written at connect time may carry less than the online status did: an
             # empty camera list or no version means "not said", not "none".
-            "agent_version": status.agent_version if status else None,
-            "cameras": _json(list(status.cameras)) if status and status.cameras else None,
-            "last_heartbeat": beat.model_dump_json() if beat else None,
-            "heartbeat_time": beat.time if beat else None,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-        }
+            status.agent_version if status else None,
+            _json(list(status.cameras)) if status and status.cameras else None,
+            beat.model_dump_json() if beat else None,
+            beat.time if beat else None,
+            self.first_seen,
+            self.last_seen,
+        )
+
+
+# A batch's events and devices go to SQLite in a few multi-row statements, not one statement per
+# row: sqlite3 lets go of the GIL for every statement, and a thread that lets go of it while
+# paho's network thread is busy waits up to the interpreter's switch interval (5 ms) to get it
+# back. 1,000 single-row inserts took 2 ms alone and 0.9 s next to a busy thread.
+_CHUNKS = (256, 64, 16, 4, 1)
+_EVENT_COLUMNS = 13
+_DEVICE_COLUMNS = 12
+
+
+def _chunk_sizes(count: int) -> list[int]:
+    """`count` rows as statements of the sizes in _CHUNKS (few distinct statements to prepare)."""
+    sizes = []
+    for size in _CHUNKS:
+        while count >= size:
+            sizes.append(size)
+            count -= size
+    return sizes
+
+
+@functools.cache
+def _multi_row(template: str, columns: int, rows: int) -> str:
+    row = "(" + ", ".join("?" * columns) + ")"
+    return template.replace("{rows}", ", ".join([row] * rows))
 
 
 class HubDB:
@@ -261,7 +290,12 @@ class HubDB:
     def _apply(self, cur: sqlite3.Cursor, records: Sequence[Record], result: WriteResult) -> None:
         devices: dict[tuple[str, str], _DeviceUpdate] = {}
         rejections: dict[tuple[str, str, str], list[Record]] = {}
+        # Events wait here (their place in `changed` and their row) for one multi-row insert.
+        events: list[tuple[int, tuple[Any, ...]]] = []
+        duplicates: set[int] = set()  # places in `changed` of events that were there already
         for record in records:
+            if record.kind == "snapshot" and events:
+                self._insert_events(cur, events, duplicates)  # its event may be one of them
             if (
                 record.kind == "snapshot"
                 and not cur.execute(_HAS_EVENT, (record.name, record.site, record.device)).fetchone()
@@ -293,9 +327,8 @@ class HubDB:
                 continue
             message = record.message
             if isinstance(message, Event):
-                cur.execute(_INSERT_EVENT, _event_row(record, message))
-                if cur.rowcount == 1:
-                    result.changed.append(record)
+                events.append((len(result.changed), _event_row(record, message)))
+                result.changed.append(record)
             elif isinstance(message, Reply):
                 cur.execute(
                     _INSERT_REPLY,
@@ -318,7 +351,17 @@ class HubDB:
             elif isinstance(message, Heartbeat):
                 update.heartbeat = record
                 result.changed.append(record)
-        cur.executemany(_UPSERT_DEVICE, [u.params() for u in devices.values()])
+        if events:
+            self._insert_events(cur, events, duplicates)
+        if duplicates:
+            first = min(duplicates)
+            result.changed[first:] = [r for i, r in enumerate(result.changed[first:], first) if i not in duplicates]
+        rows = [u.params() for u in devices.values()]
+        done = 0
+        for size in _chunk_sizes(len(rows)):
+            params = [value for row in rows[done : done + size] for value in row]
+            cur.execute(_multi_row(_UPSERT_DEVICES, _DEVICE_COLUMNS, size), params)
+            done += size
         cur.executemany(
             _UPSERT_REJECTION,
             [
@@ -326,6 +369,32 @@ class HubDB:
                 for (site, device, cause), rs in rejections.items()
             ],
         )
+
+    def _insert_events(
+        self, cur: sqlite3.Cursor, events: list[tuple[int, tuple[Any, ...]]], duplicates: set[int]
+    ) -> None:
+        """Insert the waiting events (and empty `events`); note in `duplicates` the places of those
+        the table already held (a redelivery, or the same message twice in the batch)."""
+        done = 0
+        for size in _chunk_sizes(len(events)):
+            chunk = events[done : done + size]
+            done += size
+            if size > 1:
+                cur.execute("SAVEPOINT events_chunk")
+                cur.execute(
+                    _multi_row(_INSERT_EVENTS, _EVENT_COLUMNS, size), [value for _, row in chunk for value in row]
+                )
+                if cur.rowcount == size:  # all new: the usual case
+                    cur.execute("RELEASE events_chunk")
+                    continue
+                # A duplicate among them: find which, one row at a time.
+                cur.execute("ROLLBACK TO events_chunk")
+                cur.execute("RELEASE events_chunk")
+            for place, row in chunk:
+                cur.execute(_multi_row(_INSERT_EVENTS, _EVENT_COLUMNS, 1), row)
+                if cur.rowcount != 1:
+                    duplicates.add(place)
+        events.clear()
 
     # --- reading ------------------------------------------------------------------------------
     def events(

@@ -43,6 +43,7 @@ the topic, so the topic is the only identity the hub uses.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from collections import deque
@@ -63,7 +64,7 @@ from contract.broker import parse_broker_url
 from hub.config import HubConfig
 from hub.db import HubDB
 from hub.fanout import Fanout
-from hub.parse import parse_message, rejection
+from hub.parse import HubClient, parse_message, rejection
 from hub.records import Record
 
 log = logging.getLogger("diaolou.hub.ingest")
@@ -77,6 +78,10 @@ _IDLE_GAP_SECONDS = 0.001
 _COMMIT_TARGET_SECONDS = 0.1
 _MIN_BATCH = 50
 _RETRY_MAX_SECONDS = 30.0
+# An MQTT PUBACK without reason code or properties (success, in v3.1.1 and v5 alike): fixed header
+# 0x40, remaining length 2, packet id.
+_PUBACK = struct.Struct("!BBH")
+_PUBACK_COMMAND = 0x40
 
 
 @dataclass
@@ -207,7 +212,7 @@ class Ingest:
     # --- lifecycle ----------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
         mq = self.config.mqtt
-        client = mqtt.Client(
+        client = HubClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=mq.client_id,
             # v3.1.1: a persistent session. (v5 takes clean_start at connect instead; None is required.)
@@ -376,6 +381,33 @@ class Ingest:
             finally:
                 self._inbox.done(len(batch))
 
+    def _acknowledge(self, batch: list[_Pending]) -> None:
+        """Acknowledge a committed batch. A message from an earlier connection is not acknowledged:
+        the broker resends it on the resumed session and the primary key absorbs the copy. A
+        set-aside one is acknowledged: it is kept in dead_letters, and a redelivery would only be
+        refused again.
+
+        The PUBACKs of a batch go to paho as one packet (what `Client.ack` would queue one by one,
+        each with a debug log and a write to paho's wake-up socket: a system call that lets go of
+        the GIL, which the writer then waits for while paho's thread reads the next messages)."""
+        generation = self._generation
+        mids = []
+        for pending in batch:
+            if pending.qos > 0 and pending.generation == generation:
+                if pending.qos == 1:
+                    mids.append(pending.mid)
+                else:
+                    self.client.ack(pending.mid, pending.qos)
+        if not mids:
+            return
+        queue = getattr(self.client, "_packet_queue", None)  # paho 2.x; pyproject pins paho-mqtt < 3
+        if queue is None:
+            for mid in mids:
+                self.client.ack(mid, 1)
+            return
+        pack = _PUBACK.pack
+        queue(_PUBACK_COMMAND, b"".join([pack(_PUBACK_COMMAND, 2, mid) for mid in mids]), 0, 1)
+
     def _batch_limit(self) -> int:
         most = self.config.ingest.batch_max_messages
         if self._record_seconds <= 0:
@@ -402,13 +434,7 @@ class Ingest:
                 delay = min(delay * 2, _RETRY_MAX_SECONDS)
                 retried = True
         self.stats.commits += 1
-        generation = self._generation
-        for pending in batch:
-            # A message from an earlier connection is not acknowledged: the broker resends it on the
-            # resumed session and the primary key absorbs the copy. A set-aside one is acknowledged:
-            # it is kept in dead_letters, and a redelivery would only be refused again.
-            if pending.qos > 0 and pending.generation == generation:
-                self.client.ack(pending.mid, pending.qos)
+        self._acknowledge(batch)
         if not retried:  # a retry's pauses are no measure of the next batch
             # What one record costs to write and acknowledge, smoothed over the last few batches.
             cost = (time.monotonic() - began) / len(records)

@@ -213,3 +213,74 @@ def test_ingest_limits_are_checked(tmp_path: Path, ingest: dict[str, Any], words
         parse_hub_config("\n".join(lines) + "\n", source="hub.yaml")
     assert "hub.yaml: ingest" in str(err.value)
     assert words in str(err.value)
+
+
+def test_a_batch_stores_each_event_once_and_reports_only_new_ones_in_order(tmp_path: Path) -> None:
+    """db.write inserts a batch's events in a few multi-row statements: a chunk holding a
+    redelivery (stored in an earlier batch, or twice in this one) is written again row by row, so
+    `changed` still lists exactly the new records, in arrival order."""
+    db = HubDB(tmp_path / "hub.db")
+    try:
+        evs = [event() for _ in range(300)]
+        records = [Record("event", "s1", f"d{n % 7}", 100.0 + n, message=ev) for n, ev in enumerate(evs)]
+        earlier = [records[3], records[100], records[299]]
+        assert db.write(earlier).changed == earlier
+        status = Record("status", "s1", "d1", 50.0, message=Status(state="online", time=1.7e9))
+        batch = [*records[:150], status, records[5], *records[150:]]  # records[5] twice in the batch
+        result = db.write(batch)
+        new = [r for r in records if r not in earlier]
+        assert result.changed == [*new[:148], status, *new[148:]]
+        rows = db.events()
+        assert len(rows) == 300 and len({r["id"] for r in rows}) == 300
+        first = (3, 100, 299)
+        ids = [evs[n].id for n in first] + [ev.id for n, ev in enumerate(evs) if n not in first]
+        assert [r["id"] for r in rows] == ids  # arrival order
+        assert rows[-1]["detail"] == {"score": 0.9}
+        assert rows[-1]["snapshot"] == {"path": "snapshots/x.jpg", "crop": None}
+        assert db.write(batch).changed == [status]  # all of it again: only the status changes anything
+        assert {d["device"] for d in db.devices()} == {f"d{n}" for n in range(7)}
+    finally:
+        db.close()
+
+
+def test_a_snapshot_finds_its_event_from_the_same_batch(tmp_path: Path) -> None:
+    db = HubDB(tmp_path / "hub.db")
+    try:
+        ev = event()
+        jpeg = b"\xff\xd8\xff" + b"0" * 100 + b"\xff\xd9"
+        records = [
+            Record("event", "s1", "d1", 1.0, message=ev),
+            Record("snapshot", "s1", "d1", 2.0, name=ev.id, data=jpeg),
+        ]
+        result = db.write(records)
+        assert result.changed == records and not result.rejected
+    finally:
+        db.close()
+
+
+def test_v5_message_properties_are_skipped_and_the_payload_kept(mosquitto: Broker, tmp_path: Path) -> None:
+    """The hub's leaner PUBLISH decoder (hub.parse.HubClient) skips MQTT v5 properties a sender
+    may attach; the payload after them is the message."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    config = hub_config(tmp_path, mosquitto.url(), "v5")
+    db = HubDB(config.db_path)
+    with running(config, db) as ingest:
+        pub = Publisher(mosquitto.port, "v5", "props")
+        try:
+            sent = []
+            for n in range(3):
+                ev = event()
+                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                props.UserProperty = ("trace", "x" * (50 * n))  # 0, 50 and 100 bytes: lengths of 1 and 2 bytes
+                props.MessageExpiryInterval = 3600
+                props.ContentType = "application/json"
+                info = pub.client.publish(topic("s1", "d1", "event"), encode(ev), qos=1, properties=props)
+                info.wait_for_publish(WAIT)
+                sent.append(ev.id)
+        finally:
+            pub.close()
+        assert wait_for(lambda: stored_ids(config) == sent, WAIT)
+        assert ingest.stats.rejected == 0
+    db.close()
