@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import shutil
 import subprocess
 import time
@@ -14,17 +15,25 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 
-from contract import Command
+from contract import Command, Reply, Status, encode
+from contract.topics import device_prefix, topic
 from hub.api.app import create_app
+from hub.commands_out import CommandSender
 from hub.config import HubConfig
+from hub.db import HubDB
 from hub.evidence.verify import verify
+from hub.ingest import Ingest
+from hub.models import Principal
 from hub.services import audit, clips
 from hub.store import connect
+from tests.conftest import wait_for
+from tests.support.brokers import Broker
 from tests.test_evidence import make_mp4, manifest_for
-from tests.test_hub import hub_cmd
+from tests.test_hub import WAIT, Publisher, hub_cmd, hub_config
 from tests.test_web_api import PASSWORD, make_hub_data
 
 Hub = tuple[HubConfig, TestClient]
@@ -295,3 +304,68 @@ def test_the_cli_issues_box_tokens_lists_clips_and_writes_packages(hub: Hub, mp4
         hub_cmd("clips", "package", "nope", *cli, "--out", str(out)), capture_output=True, text=True
     )
     assert missing.returncode == 1 and "no clip" in missing.stderr
+
+
+def test_the_clip_command_waits_for_the_box_and_is_sent_on_each_reconnect_until_it_replies(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    """Real Mosquitto, real ingest; a paho client plays the box. The sender is polled by hand
+    (run_once) so that 'nothing was sent' is a return value, not a wait."""
+    config = hub_config(tmp_path, mosquitto.url(), mosquitto.protocol)
+    db = HubDB(config.db_path)
+    ingest = Ingest(config, db)
+    ingest.start()
+    assert ingest.wait_subscribed(WAIT)
+    received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    box = Publisher(mosquitto.port, mosquitto.protocol, "box-lanxi-shop-1")
+    box.client.on_message = lambda client, userdata, msg: received.put((msg.topic, msg.payload))
+    box.client.subscribe(f"{device_prefix('lanxi', 'shop-1')}/cmd/#", qos=1)
+    conn = connect(config.db_path)
+    sender = CommandSender(
+        config.db_path, lambda t, p, q: ingest.client.publish(t, p, q).rc == mqtt.MQTT_ERR_SUCCESS, poll_seconds=0.05
+    )
+    police = Principal(user_id=1, username="police1", role="police", locale="zh", sites=frozenset({"lanxi"}))
+
+    def last_status() -> float:
+        return float(conn.execute("SELECT max(status_received) FROM devices").fetchone()[0] or 0)
+
+    def say(state: str) -> None:
+        """The box's status message, once ingest has stored it."""
+        before = last_status()
+        box.publish(topic("lanxi", "shop-1", "status"), encode(Status(state=state, time=time.time(), cameras=["door"])))
+        assert wait_for(lambda: last_status() > before, WAIT)
+
+    try:
+        say("offline")
+        now = time.time()
+        body = clips.ClipRequest(camera="lanxi.shop-1.door", start=now - 120, end=now - 60, reason="case 9")
+        first = clips.request(conn, police, audit.Actor("police1", "police", None), body)
+        assert sender.run_once(conn) == 0  # the box is offline: the command waits in hub.db
+        say("online")
+        assert sender.run_once(conn) == 1
+        name, payload = received.get(timeout=WAIT)
+        command = Command.model_validate_json(payload)
+        assert name.endswith("/cmd/clip") and command.id == first.id and command.args["camera"] == "door"
+        assert sender.run_once(conn) == 0  # sent since the box came online
+        say("online")  # the box reconnected without replying: the command goes again
+        assert sender.run_once(conn) == 1
+        assert Command.model_validate_json(received.get(timeout=WAIT)[1]).id == first.id
+        reply = Reply(id=first.id, ok=False, time=time.time(), error="no recording for camera 'door' in the window")
+        box.publish(topic("lanxi", "shop-1", "reply"), encode(reply))
+        assert wait_for(lambda: conn.execute("SELECT count(*) FROM replies").fetchone()[0] == 1, WAIT)
+        assert sender.run_once(conn) == 0
+        failed = clips.get(conn, police, first.id)
+        assert failed is not None and failed.status == "failed" and failed.error == reply.error
+        say("online")
+        assert sender.run_once(conn) == 0  # replied: never sent again
+        # The running sender (a thread, as the hub runs it) sends a new request to the online box.
+        sender.start()
+        second = clips.request(conn, police, audit.Actor("police1", "police", None), body)
+        name, payload = received.get(timeout=WAIT)
+        assert Command.model_validate_json(payload).id == second.id and received.empty()
+    finally:
+        sender.stop()
+        conn.close()
+        box.close()
+        ingest.stop()
+        db.close()

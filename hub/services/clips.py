@@ -441,6 +441,18 @@ def store_manifest(
     return _clip(done)
 
 
+def box_refused(conn: sqlite3.Connection, clip_id: str, error: str) -> None:
+    """The box answered the clip command with `ok: false` (no recording, a bad window...): the clip
+    fails with its reason, unless it is already ready or failed. Call inside a transaction."""
+    row = _row(conn, clip_id)
+    if row is None or row["status"] in ("ready", "failed"):
+        return
+    now = time.time()
+    conn.execute("UPDATE clips SET status = 'failed', error = ?, updated = ? WHERE id = ?", (error, now, clip_id))
+    caller = DeviceCaller(row["site"], row["device"])
+    _custody(conn, clip_id, caller.actor(None), "failed", now, error=error)
+
+
 # --- box credentials ----------------------------------------------------------------------------
 def issue_device_token(conn: sqlite3.Connection, actor: Actor, site: str, device: str) -> str:
     """A new HTTP credential for a box, replacing its old one; shown once, kept as its SHA-256."""

@@ -1,0 +1,97 @@
+"""Commands to the boxes: kept in hub.db until the box replies, published whenever it is online.
+
+A command (a clip request, for now) is a row of `commands` with the contract's Command as its
+payload. `CommandSender` polls hub.db, like the notifier, and publishes each unanswered command on
+.../cmd/<name> (QoS 1) when its box is online and has not been sent it since it last came online:
+a box that was offline gets it when its status says `online` again, and again after every
+reconnect until its reply arrives (a QoS 1 message in flight when the link broke may be lost with
+a clean session). The box answers on .../reply with the command's id; ingest stores the reply, and
+the sender marks the command replied (a clip whose box replied `ok: false` fails with its error).
+The box must treat a command it has seen before as the same command (the id says so).
+
+The sender does not own an MQTT connection: it is given a `publish(topic, payload, qos) -> bool`
+(the hub's ingest client's), which says whether the message was handed to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from contract.topics import QOS, topic
+from hub.services import clips
+from hub.store import connect, transaction
+
+log = logging.getLogger("diaolou.hub.commands")
+POLL_SECONDS = 1.0
+Publish = Callable[[str, bytes, int], bool]
+
+_REPLIED = """
+SELECT c.id, c.name, r.ok, r.error, r.received FROM commands c
+JOIN replies r ON r.site = c.site AND r.device = c.device AND r.id = c.id
+WHERE c.replied IS NULL
+"""
+# Unanswered commands of online boxes not sent since the box last said it was online.
+_DUE = """
+SELECT c.id, c.site, c.device, c.name, c.payload FROM commands c
+JOIN devices d ON d.site = c.site AND d.device = c.device
+WHERE c.replied IS NULL AND d.state = 'online'
+  AND (c.delivered IS NULL OR c.delivered < coalesce(d.status_received, 0))
+ORDER BY c.created, c.id
+"""
+
+
+class CommandSender:
+    def __init__(self, db_path: Path, publish: Publish, poll_seconds: float = POLL_SECONDS) -> None:
+        self.db_path = db_path
+        self.publish = publish
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="diaolou-hub-commands", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        conn = connect(self.db_path)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.run_once(conn)
+                except sqlite3.Error as exc:  # busy or gone for a moment: the next poll tries again
+                    log.warning("commands: %s", exc)
+                self._stop.wait(self.poll_seconds)
+        finally:
+            conn.close()
+
+    def run_once(self, conn: sqlite3.Connection) -> int:
+        """Settle replied commands, then publish the due ones; returns how many were published."""
+        for row in conn.execute(_REPLIED).fetchall():
+            with transaction(conn):
+                conn.execute(
+                    "UPDATE commands SET replied = ?, status = 'replied' WHERE id = ?", (row["received"], row["id"])
+                )
+                if row["name"] == "clip" and not row["ok"]:
+                    clips.box_refused(conn, row["id"], row["error"] or "the box refused the clip command")
+        sent = 0
+        for row in conn.execute(_DUE).fetchall():
+            name = topic(row["site"], row["device"], "cmd", row["name"])
+            if not self.publish(name, row["payload"].encode("utf-8"), QOS["cmd"]):
+                break  # not connected: the next poll tries again
+            conn.execute(
+                "UPDATE commands SET delivered = ?, status = 'delivered' WHERE id = ? AND replied IS NULL",
+                (time.time(), row["id"]),
+            )
+            sent += 1
+        return sent
