@@ -176,6 +176,7 @@ def test_bad_requests_are_refused_with_a_reason_and_nothing_is_stored(hub: Hub) 
         ({"start": now - 60, "end": now - 120}, 422, "end must be after its start"),
         ({"start": now, "end": now + 600}, 422, "in the future"),
         ({"start": "yesterday", "end": now}, 422, "not an ISO 8601 time"),
+        ({"start": -5.0, "end": now}, 422, "not a time between 1970 and 2100"),
         ({"camera": "dongcun.lane-1.lane"}, 404, "no camera"),  # another site's camera
         ({"camera": "lanxi.shop-1.nope"}, 404, "no camera"),
         ({"reason": ""}, 422, "reason"),
@@ -184,6 +185,9 @@ def test_bad_requests_are_refused_with_a_reason_and_nothing_is_stored(hub: Hub) 
         body = {"camera": "lanxi.shop-1.door", "start": now - 600, "end": now - 540, "reason": "case 7", **change}
         response = client.post("/api/v1/clips", json=body, headers=police)
         assert response.status_code == status and message in response.json()["detail"], (change, response.text)
+    nan = '{"camera": "lanxi.shop-1.door", "start": NaN, "end": NaN, "reason": "case 7"}'
+    response = client.post("/api/v1/clips", content=nan, headers={**police, "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
     assert count(config, "SELECT count(*) FROM clips") == 0 and count(config, "SELECT count(*) FROM commands") == 0
     # Only who may see the camera may ask: a shop owner for their own camera only, a dorm manager never.
     assert (

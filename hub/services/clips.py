@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -43,6 +44,7 @@ MAX_WINDOW_SECONDS = 30 * 60  # a longer incident is several clips: each stays a
 MAX_CLIP_BYTES = 4 << 30  # 30 min of 4K at 8 Mbit/s is 1.8 GB; anything far beyond is not a clip of ours
 MAX_CHUNK_BYTES = 64 << 20  # one PUT; the agent sends a few MiB at a time and resumes after a break
 MAX_MANIFEST_BYTES = 1 << 20
+MAX_EPOCH = 4102444800.0  # 2100-01-01
 FUTURE_SLACK_SECONDS = 60.0  # a window may end a moment from now (clock skew), not later
 CLIPS_DIR = "clips"
 DEVICE_TOKEN_PREFIX = "dld"
@@ -125,13 +127,15 @@ def new_id(now: float) -> str:
 
 
 def _epoch(value: float | str, name: str) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ClipRefused(422, f"{name}: not an ISO 8601 time: {value[:40]!r}") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ClipRefused(422, f"{name}: not an ISO 8601 time: {value[:40]!r}") from None
+        value = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    if not math.isfinite(value) or not 0 <= value < MAX_EPOCH:
+        raise ClipRefused(422, f"{name}: not a time between 1970 and 2100")
+    return float(value)
 
 
 def clips_dir(data_dir: Path) -> Path:
@@ -286,7 +290,7 @@ def package_to(
 
 
 # --- the box's side -----------------------------------------------------------------------------
-def _device_row(conn: sqlite3.Connection, caller: DeviceCaller, clip_id: str) -> sqlite3.Row:
+def device_clip(conn: sqlite3.Connection, caller: DeviceCaller, clip_id: str) -> sqlite3.Row:
     """The clip, if it is one of this box's cameras (404 otherwise: a box learns nothing of others)."""
     row = _row(conn, clip_id)
     if row is None or (row["site"], row["device"]) != (caller.site, caller.device):
@@ -299,7 +303,7 @@ def _device_row(conn: sqlite3.Connection, caller: DeviceCaller, clip_id: str) ->
 def report(conn: sqlite3.Connection, caller: DeviceCaller, address: str | None, clip_id: str, body: ClipReport) -> Clip:
     now = time.time()
     with transaction(conn):
-        row = _device_row(conn, caller, clip_id)
+        row = device_clip(conn, caller, clip_id)
         if body.status == "failed":
             conn.execute(
                 "UPDATE clips SET status = 'failed', error = ?, updated = ? WHERE id = ?",
@@ -341,7 +345,7 @@ def upload_chunk(
     start, total = parse_range(content_range, len(body))
     now = time.time()
     with transaction(conn):
-        row = _device_row(conn, caller, clip_id)
+        row = device_clip(conn, caller, clip_id)
         part, _, _ = _paths(data_dir, row["id"])  # the stored id, never the URL's text, names files
         received = row["received"]
         if start != 0 and (start != received or total != row["bytes"]):
@@ -395,7 +399,7 @@ def store_manifest(
     now = time.time()
     actor = caller.actor(address)
     with transaction(conn):
-        row = _device_row(conn, caller, clip_id)
+        row = device_clip(conn, caller, clip_id)
         part, mp4, manifest_path = _paths(data_dir, row["id"])
         manifest = _check_manifest(raw, row)
         if row["bytes"] is None or row["received"] < row["bytes"] or not part.exists():

@@ -124,7 +124,7 @@ def report(clip_id: str, body: ClipReport, request: Request, conn: Conn, caller:
 def upload_state(clip_id: str, conn: Conn, caller: DeviceCaller = DEVICE) -> UploadState:
     """Where to resume: the bytes of the MP4 the hub holds."""
     with _refusals():
-        row = clips._device_row(conn, caller, clip_id)
+        row = clips.device_clip(conn, caller, clip_id)
     return UploadState(id=row["id"], status=row["status"], received=row["received"], bytes=row["bytes"])
 
 
