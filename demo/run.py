@@ -234,9 +234,11 @@ def _report(config_path: Path, started: float) -> int:
         people = [e for e in storage.events.list(camera=DEMO_CAMERA, kind="person") if e.time >= started - 60]
         print(f"person events: {len(people)}")
         for event in people:
-            d = event.detail
-            until = iso(d["end"]) if d.get("end") else "(open)"
-            print(f"  {iso(d['start'])} .. {until}  score {d['max_score']}  snapshot {storage.root / d['snapshot']}")
+            m, person = event.message, event.person
+            until = iso(m.end) if m.end else "(open)"
+            score = person.max_score if person else None
+            snapshot = storage.root / m.snapshot.path if m.snapshot else "(none)"
+            print(f"  {iso(m.time)} .. {until}  score {score}  snapshot {snapshot}")
     finally:
         storage.close()
     return 0

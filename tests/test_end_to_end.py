@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from contract import Command, Reply, decode, encode, topic
+from contract import Command, Event, Reply, SnapshotRef, decode, encode, topic
 from edge_agent.agent import Agent
 from edge_agent.config import parse_config
 from edge_agent.events.ids import new_event_id
@@ -125,15 +125,16 @@ def _run_scenario(agent: Agent, agent_cfg: Path, hub_cfg: Path, hub_log: Path, b
         assert ok
         (agent.root / snap_rel).write_bytes(jpeg.tobytes())
         person_id = new_event_id()
-        agent.events.save(
-            LocalEvent(
-                person_id,
-                "person",
-                "shop",
-                time.time(),
-                {"phase": "new", "seq": 0, "snapshot": snap_rel, "max_score": 0.9},
-            )
+        message = Event(
+            id=person_id,
+            kind="person",
+            phase="new",
+            camera="shop",
+            time=time.time(),
+            detail={"max_score": 0.9},
+            snapshot=SnapshotRef(path=snap_rel),
         )
+        agent.events.save(LocalEvent(message=message))
 
         def arrived() -> bool:
             kinds = [e["kind"] for e in hub_events(hub_cfg)]

@@ -10,6 +10,7 @@ import cv2
 
 from edge_agent.agent import Agent
 from edge_agent.config import parse_config
+from edge_agent.events.local import PersonDetail
 from edge_agent.events.store import EventStore
 from edge_agent.record.index import SegmentIndex
 from models.registry import install_model
@@ -31,7 +32,7 @@ def test_agent_raises_person_events_while_recording(tmp_path: Path, footage: Pat
         # The first person walks in at 6.5 s and leaves at 19 s of the looped file.
         assert wait_for(lambda: analysis.status.events >= 1, timeout=60), analysis.status
         assert wait_for(
-            lambda: any(e.detail.get("phase") == "end" for e in agent.events.list(camera="shop", kind="person")),
+            lambda: any(e.message.phase == "end" for e in agent.events.list(camera="shop", kind="person")),
             timeout=60,
         )
     finally:
@@ -40,13 +41,14 @@ def test_agent_raises_person_events_while_recording(tmp_path: Path, footage: Pat
     # Far fewer detector runs than analysed frames: motion gates the detector.
     assert analysis.status.detector_runs < analysis.status.frames
     stored = EventStore(tmp_path / "rec").list(camera="shop", kind="person")  # reopened: survives the process
-    person = next(e for e in stored if e.detail["phase"] == "end")
-    detail = person.detail
-    assert detail["label"] == "person" and detail["max_score"] > 0.6 and detail["model"] == "yolox-nano"
-    assert 8 <= detail["end"] - detail["start"] <= 16  # the first visit lasts about 12.5 s
-    assert detail["clip"]["start"] == detail["start"] - 5 and detail["clip"]["end"] == detail["end"] + 5
-    full = cv2.imread(str(tmp_path / "rec" / detail["snapshot"]))
-    crop = cv2.imread(str(tmp_path / "rec" / detail["snapshot_crop"]))
+    message = next(e.message for e in stored if e.message.phase == "end")
+    detail = PersonDetail.model_validate(message.detail)
+    assert detail.label == "person" and detail.max_score > 0.6 and detail.model == "yolox-nano"
+    assert message.end is not None and 8 <= message.end - message.time <= 16  # the first visit lasts about 12.5 s
+    assert detail.clip is not None and (detail.clip.start, detail.clip.end) == (message.time - 5, message.end + 5)
+    assert message.snapshot is not None and message.snapshot.crop is not None
+    full = cv2.imread(str(tmp_path / "rec" / message.snapshot.path))
+    crop = cv2.imread(str(tmp_path / "rec" / message.snapshot.crop))
     assert full is not None and full.shape[:2] == (360, 640)
     assert crop is not None and crop.shape[0] > 150  # a standing person, not a sliver
     # Segments that saw the visit carry motion and a person; the empty start of the file does not.

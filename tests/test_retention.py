@@ -13,9 +13,9 @@ import pytest
 
 from edge_agent.detectors.base import Box
 from edge_agent.events.ids import new_event_id
-from edge_agent.events.person import PersonEvent, Snapshot
+from edge_agent.events.person import EventChange, PersonEvent, Snapshot
 from edge_agent.events.snapshots import write_snapshot
-from edge_agent.events.store import EventStore, LocalEvent
+from edge_agent.events.store import EventStore
 from edge_agent.record import segment as segment_module
 from edge_agent.record.index import SegmentIndex
 from edge_agent.record.recorder import SegmentRecorder
@@ -197,8 +197,9 @@ def person_event(store: EventStore, root: Path, camera: str, start: float) -> Pe
     event = PersonEvent(new_event_id(start), camera, None, start, start + 5, "test", end=start + 5)
     event.snapshot = Snapshot(0.9, start + 1, Box(100, 40, 160, 170), frame)
     write_snapshot(root, event)
-    store.save(LocalEvent(event.id, "person", camera, start, {}))
-    store.mark_sent(event.id)
+    saved = EventChange("end", event).local_event(None, pre_roll=0, post_roll=0)
+    store.save(saved)
+    store.mark_queued(saved)
     return event
 
 
@@ -208,7 +209,7 @@ def test_snapshots_and_events_age_out_with_their_camera_but_not_under_a_hold(tmp
     old = {cam: [person_event(store, root, cam, START - d * DAY) for d in (10, 9)] for cam in ("shop", "lane")}
     recent = [person_event(store, root, cam, START - 2 * DAY) for cam in ("shop", "lane")]
     unsent = store.record("camera_offline", "shop", START - 9 * DAY)  # never reached the hub
-    store.mark_sent(store.record("camera_offline", "shop", START - 10 * DAY - 60).id)
+    store.mark_queued(store.record("camera_offline", "shop", START - 10 * DAY - 60))
     index.add_hold("lane", START - 9 * DAY - 1, START - 9 * DAY + 2, "case 2026-118")
 
     # What an installer might leave in there: a folder that is not a day, and a day holding a folder.
@@ -248,8 +249,9 @@ def ended_person_event(store: EventStore, root: Path, camera: str, start: float,
     event = PersonEvent(new_event_id(start), camera, None, start, start + 5, "test", end=end)
     event.snapshot = Snapshot(0.9, start + 1, Box(100, 40, 160, 170), frame)
     write_snapshot(root, event)
-    store.save(LocalEvent(event.id, "person", camera, start, {**event.summary(), "phase": "end"}))
-    store.mark_sent(event.id)
+    saved = EventChange("end", event).local_event(None, pre_roll=0, post_roll=0)
+    store.save(saved)
+    store.mark_queued(saved)
     return event
 
 
@@ -263,7 +265,7 @@ def test_events_age_by_their_end_so_one_running_into_a_hold_stays(tmp_path: Path
     still_open = ended_person_event(store, root, "shop", START - 10 * DAY, None)
     into_retention = ended_person_event(store, root, "shop", START - 8 * DAY, START - 6 * DAY)  # ends inside 7 days
     offline = store.record("camera_offline", "shop", hold_start - 7200)  # no end: ends when it happens
-    store.mark_sent(offline.id)
+    store.mark_queued(offline)
 
     retention = Retention(root, index, {"shop": 7}, min_free_gb=0, min_free_percent=0, events=store)
     report = retention.enforce(now=START)
@@ -274,8 +276,10 @@ def test_events_age_by_their_end_so_one_running_into_a_hold_stays(tmp_path: Path
     # The event kept by the hold keeps its snapshot too: the hold overlaps its day.
     assert any((root / "snapshots" / "shop").rglob(f"{into_hold.id}*.jpg"))
     # Once the open event has ended (long ago), it goes at the next pass; the held one stays.
-    store.save(LocalEvent(still_open.id, "person", "shop", still_open.start, {"end": START - 10 * DAY + 60}))
-    store.mark_sent(still_open.id)
+    still_open.end = START - 10 * DAY + 60
+    ended = EventChange("end", still_open, seq=1).local_event(None, pre_roll=0, post_roll=0)
+    store.save(ended)
+    store.mark_queued(ended)
     assert retention.enforce(now=START).events_pruned == 1
     assert {e.id for e in store.list()} == {into_hold.id, into_retention.id}
 
@@ -286,10 +290,10 @@ def test_thousands_of_holds_prune_in_one_statement(tmp_path: Path) -> None:
     holds = [(START + 100 * i, START + 100 * i + 10) for i in range(2000)]
     inside, between = [], []
     for i in range(0, 2000, 50):
-        inside.append(store.record("camera_offline", "shop", START + 100 * i + 5).id)
-        between.append(store.record("camera_offline", "shop", START + 100 * i + 50).id)
-    for event_id in inside + between:
-        store.mark_sent(event_id)
+        inside.append(store.record("camera_offline", "shop", START + 100 * i + 5))
+        between.append(store.record("camera_offline", "shop", START + 100 * i + 50))
+    for event in inside + between:
+        store.mark_queued(event)
     statements: list[str] = []
     store.db.conn.set_trace_callback(statements.append)
     try:
@@ -297,6 +301,6 @@ def test_thousands_of_holds_prune_in_one_statement(tmp_path: Path) -> None:
     finally:
         store.db.conn.set_trace_callback(None)
     assert pruned == len(between) == 40
-    assert {e.id for e in store.list()} == set(inside)
+    assert {e.id for e in store.list()} == {e.id for e in inside}
     work = [s for s in statements if s.split()[0].upper() not in ("BEGIN", "COMMIT")]
     assert len(work) == 1 and work[0].split()[0].lower() == "delete", statements

@@ -51,13 +51,6 @@ class LocalEvent(BaseModel):
 
     message: Event
 
-    def __init__(self, *legacy: Any, **fields: Any) -> None:
-        """`LocalEvent(message=...)`. The positional form `LocalEvent(id, kind, camera, time, detail)`
-        takes the flat dict of old events.db files (see `legacy_message`); older tests still use it."""
-        if legacy:
-            fields = {"message": legacy_message(*legacy), **fields}
-        super().__init__(**fields)
-
     @classmethod
     def instant(cls, kind: EventKind, camera: str | None, time: float, **detail: Any) -> LocalEvent:
         """An event that happens at one moment (camera offline or back, disk full, test alarm)."""
@@ -95,19 +88,6 @@ class LocalEvent(BaseModel):
         if self.message.kind != "person":
             return None
         return PersonDetail.model_validate(self.message.detail)
-
-    @property
-    def detail(self) -> dict[str, Any]:
-        """The flat dict events had before (the wire detail with phase, seq, start, end and the
-        snapshot paths mixed in), rebuilt from the message for readers not yet moved to it
-        (demo/run.py, tests/test_live_detection.py). Never stored, never shipped."""
-        m = self.message
-        flat: dict[str, Any] = dict(m.detail)
-        if m.kind == "person":
-            flat |= {"id": m.id, "camera": m.camera, "start": m.time, "end": m.end, "phase": m.phase, "seq": m.seq}
-            path, crop = (m.snapshot.path, m.snapshot.crop) if m.snapshot else (None, None)
-            flat |= {"snapshot": path, "snapshot_crop": crop}
-        return flat
 
 
 def legacy_message(event_id: str, kind: str, camera: str | None, time: float, detail: dict[str, Any]) -> Event:

@@ -111,11 +111,6 @@ class EventStore:
                 "update events set queued = 1 where id = ? and message = ?", [event.id, event.message.model_dump_json()]
             )
 
-    def mark_sent(self, event_id: str) -> None:
-        """Old name of `mark_queued`, by id (tests/test_retention.py still calls it)."""
-        with self._lock, self.db.conn:
-            self.db.execute("update events set queued = 1 where id = ?", [event_id])
-
     def _select(self, sql: str, args: list[Any]) -> list[LocalEvent]:
         with self._lock:
             rows = self.db.conn.execute(sql, args).fetchall()
@@ -149,10 +144,10 @@ class EventStore:
             return {r["camera"] for r in self.db.query("select distinct camera from events")}
 
     def prune(
-        self, camera: str | None, before: float, keep: Sequence[tuple[float, float]], only_sent: bool = True
+        self, camera: str | None, before: float, keep: Sequence[tuple[float, float]], only_queued: bool = True
     ) -> int:
         """Delete the camera's events that ended before `before`, except those that overlap a `keep`
-        window (legal holds) and, with `only_sent`, those not yet queued for the hub (in the
+        window (legal holds) and, with `only_queued`, those not yet queued for the hub (in the
         outbox). None: the agent's own events (no camera).
 
         An open person event (no end yet) is never pruned; an instant event ends when it happens.
@@ -167,7 +162,7 @@ class EventStore:
                     select value ->> 0, value ->> 1 from json_each(:holds)
                 )
                 select id from events as aged
-                where camera is :camera and time < :before and ended < :before{" and queued = 1" if only_sent else ""}
+                where camera is :camera and time < :before and ended < :before{" and queued = 1" if only_queued else ""}
                   and not exists (select 1 from holds where holds.first <= aged.ended and aged.time <= holds.last)
             )
         """

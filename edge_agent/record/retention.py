@@ -5,8 +5,9 @@ floor (keep at least `min_free_gb` and `min_free_percent` free). Both delete old
 never touch a segment that a legal hold covers.
 
 The age limit also covers what the camera's events left behind: snapshot day directories
-whose whole day is past it (unless a hold overlaps the day), and event rows the hub already
-has whose end is past it (unless their time overlaps a hold; an event still open never goes).
+whose whole day is past it (unless a hold overlaps the day), and event rows already queued for
+the hub (in outbox.db) whose end is past it (unless their time overlaps a hold; an event still
+open never goes).
 Without it they would fill the disk a few MB a day, long after the video they illustrate is gone.
 """
 
@@ -150,7 +151,7 @@ class Retention:
         holds = self._hold_windows()
         for camera in self.events.cameras():
             report.events_pruned += self.events.prune(
-                camera, self.cutoff(camera, now), holds.get(camera, []), only_sent=self.events_wait_for_hub
+                camera, self.cutoff(camera, now), holds.get(camera, []), only_queued=self.events_wait_for_hub
             )
 
     def _keep_floor(self, report: RetentionReport, extra: int, at_least_one: bool = False) -> None:
