@@ -27,7 +27,7 @@ from hub.config import HubConfig
 from hub.db import HubDB
 from hub.models import ROLES
 from hub.records import Record
-from hub.services import accounts, audit
+from hub.services import accounts, audit, clips
 from hub.store import connect
 from tests.test_hub import hub_cmd
 
@@ -130,14 +130,19 @@ def test_without_credentials_every_api_route_but_login_answers_401(hub: tuple[Hu
 def test_every_route_declares_a_policy_and_the_matrix_holds(hub: tuple[HubConfig, TestClient]) -> None:
     """For each route and role: a role outside the route's policy gets 403 (401 without a
     sign-in); a role inside it does not. Built from the app, so a new route is covered."""
-    _, client = hub
+    config, client = hub
     policies = route_policies()
     assert policies and all(p is not None for p in policies.values())
     tokens = {role: sign_in(client, user) for role, user in USERS_BY_ROLE.items()}
+    conn = connect(config.db_path)
+    box = {"Authorization": f"Bearer {clips.issue_device_token(conn, audit.CLI, 'lanxi', 'shop-1')}"}
+    conn.close()
     for (method, path), policy in policies.items():
         if policy.public or path.endswith("/stream"):
             continue
         url = re.sub(r"\{[^}]+\}", "nobody-here", path)
+        if policy.device:  # a box's route: its device token passes, every person gets 403 below
+            assert client.request(method, url, headers=box).status_code not in (401, 403), (method, path)
         for role in ROLES:
             response = client.request(method, url, headers=tokens[role], json={} if method == "POST" else None)
             allowed = policy.roles is None or role in policy.roles
