@@ -34,6 +34,8 @@ class Strict(BaseModel):
 
 
 class MqttConfig(Strict):
+    """The hub's link to the broker: a persistent session that keeps messages while the hub is down."""
+
     url: str = Field(
         "mqtt://127.0.0.1:1883",
         description="Broker URL: mqtt://[user:password@]host:port, or mqtts:// for TLS. ${ENV_VAR} works here.",
@@ -78,6 +80,8 @@ class MqttConfig(Strict):
 
 
 class EmbeddedBrokerConfig(Strict):
+    """The one-box broker inside the hub process (amqtt, MQTT 3.1.1); production runs Mosquitto instead."""
+
     enabled: bool = Field(
         False,
         description="Run an MQTT broker (amqtt, MQTT 3.1.1 only) inside the hub process: one box, one command. "
@@ -97,6 +101,8 @@ class EmbeddedBrokerConfig(Strict):
 
 
 class IngestConfig(Strict):
+    """How received messages are batched into SQLite commits and acknowledged after them."""
+
     batch_max_messages: int = Field(
         1000,
         ge=1,
@@ -145,6 +151,8 @@ class IngestConfig(Strict):
 
 
 class LimitsConfig(Strict):
+    """Bounds on what one device can make the hub store or log."""
+
     max_payload_bytes: int = Field(
         MAX_PAYLOAD_BYTES,
         ge=1024,
@@ -174,6 +182,8 @@ class LimitsConfig(Strict):
 
 
 class WebConfig(Strict):
+    """The web UI and API: HTTPS, sessions, sign-in limits, phone notifications (docs/people.md)."""
+
     tls_cert_file: Path | None = Field(
         None,
         description="PEM certificate (chain) to serve the web UI and API over HTTPS. Without it the hub serves "
@@ -243,6 +253,8 @@ class WebConfig(Strict):
 
 
 class HubConfig(Strict):
+    """Top-level keys."""
+
     data_dir: Path = Field(
         Path("/var/lib/diaolou/hub"), description="Hub data directory: hub.db (SQLite, WAL) lives here."
     )

@@ -19,6 +19,13 @@ def test_configuration_reference_is_current() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr + "\nrun: python docs/gen_config_reference.py"
 
 
+def test_hub_configuration_reference_is_current() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "docs" / "gen_hub_config_reference.py"), "--check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr + "\nrun: python docs/gen_hub_config_reference.py"
+
+
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLE_DIR.glob("*.yaml")))
 def test_example_configs_validate(example: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("SHOP_CAM_PASSWORD", "LANE_CAM_PASSWORD", "GATE_CAM_PASSWORD", "HALL_CAM_PASSWORD"):
