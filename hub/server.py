@@ -1,4 +1,5 @@
-"""The hub process: database, embedded broker (optional), MQTT ingest and the web server, started
+"""The hub process: database, embedded broker (optional), MQTT ingest, the notifier, the sender of
+commands to boxes and the web server, started
 and stopped in the right order. `diaolou-hub run` is this with signal handling around it.
 
 Start: the database first (migrations), then the broker (ingest needs it), then ingest, then the
@@ -13,10 +14,12 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
+import paho.mqtt.client as mqtt
 import uvicorn
 
 from hub.api.app import create_app
 from hub.broker import BrokerStartError, EmbeddedBroker
+from hub.commands_out import CommandSender
 from hub.config import HubConfig
 from hub.db import HubDB
 from hub.ingest import Ingest
@@ -45,6 +48,7 @@ class HubServer:
         self.broker: EmbeddedBroker | None = None
         self.ingest: Ingest | None = None
         self.notifier: Notifier | None = None
+        self.commands: CommandSender | None = None
         self._web: _Web | None = None
 
     def start(self) -> None:
@@ -70,10 +74,20 @@ class HubServer:
             self.ingest.start()
             self.notifier = Notifier(config.db_path, NotifySettings.of(config.web))
             self.notifier.start()
+            # Commands to boxes (clip requests) go out on ingest's own MQTT session: the hub's
+            # account may publish to cmd/ topics, and a box that is offline gets them on return.
+            self.commands = CommandSender(config.db_path, self._publish)
+            self.commands.start()
             self._start_web()
         except BaseException:
             self.stop()
             raise
+
+    def _publish(self, topic: str, payload: bytes, qos: int) -> bool:
+        ingest = self.ingest
+        if ingest is None or not ingest.client.is_connected():
+            return False
+        return ingest.client.publish(topic, payload, qos).rc == mqtt.MQTT_ERR_SUCCESS
 
     def _start_web(self) -> None:
         web = self.config.web
@@ -117,6 +131,9 @@ class HubServer:
             self._web.server.should_exit = True
             self._web.thread.join(10)
             self._web = None
+        if self.commands is not None:
+            self.commands.stop()
+            self.commands = None
         if self.notifier is not None:
             self.notifier.stop()
             self.notifier = None

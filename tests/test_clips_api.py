@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
@@ -33,7 +34,7 @@ from hub.store import connect
 from tests.conftest import wait_for
 from tests.support.brokers import Broker
 from tests.test_evidence import make_mp4, manifest_for
-from tests.test_hub import WAIT, Publisher, hub_cmd, hub_config
+from tests.test_hub import WAIT, HubProcess, Publisher, hub_cmd, hub_config, write_config
 from tests.test_web_api import PASSWORD, make_hub_data
 
 Hub = tuple[HubConfig, TestClient]
@@ -373,3 +374,39 @@ def test_the_clip_command_waits_for_the_box_and_is_sent_on_each_reconnect_until_
         box.close()
         ingest.stop()
         db.close()
+
+
+def test_a_running_hub_sends_a_police_users_clip_request_to_the_box(mosquitto: Broker, tmp_path: Path) -> None:
+    """What `diaolou-hub run` assembles: the web API takes the request, the command sender in the
+    same process publishes it on the box's cmd/clip topic."""
+    config = hub_config(tmp_path, mosquitto.url(), mosquitto.protocol)
+    make_hub_data(config.data_dir)  # users (police1 sees site lanxi) and boxes; lanxi/shop-1 has camera door
+    received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    box = Publisher(mosquitto.port, mosquitto.protocol, "box-lanxi-shop-1")
+    box.client.on_message = lambda client, userdata, msg: received.put((msg.topic, msg.payload))
+    box.client.subscribe(f"{device_prefix('lanxi', 'shop-1')}/cmd/#", qos=1)
+    hub = HubProcess(write_config(tmp_path, config), tmp_path / "hub.log").start()
+    try:
+        assert wait_for(lambda: "web UI and API on" in hub.log_path.read_text(), WAIT)
+        base = f"http://{config.listen}"
+        box.publish(
+            topic("lanxi", "shop-1", "status"), encode(Status(state="online", time=time.time(), cameras=["door"]))
+        )
+        token = httpx.post(f"{base}/api/v1/auth/login", json={"username": "police1", "password": PASSWORD}).json()[
+            "token"
+        ]
+        now = time.time()
+        body = {
+            "camera": "lanxi.shop-1.door",
+            "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 120)),
+            "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60)),
+            "reason": "case 2026-131",
+        }
+        answer = httpx.post(f"{base}/api/v1/clips", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 202, answer.text
+        name, payload = received.get(timeout=WAIT)
+        command = Command.model_validate_json(payload)
+        assert name.endswith("/cmd/clip") and command.id == answer.json()["id"] and command.args["camera"] == "door"
+    finally:
+        assert hub.terminate() == 0
+        box.close()
