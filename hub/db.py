@@ -235,6 +235,10 @@ class HubDB:
         nothing of the batch is stored and the exception propagates, so the caller retries it."""
         try:
             with self.conn:  # one transaction: commit on success, rollback on error
+                # Begun here, not left to sqlite3 (which begins one before the first INSERT): a
+                # SAVEPOINT outside a transaction begins one of its own, which its RELEASE commits.
+                if not self.conn.in_transaction:
+                    self.conn.execute("BEGIN IMMEDIATE")
                 result = WriteResult()
                 self._apply(self.conn.cursor(), records, result)
                 return result

@@ -227,7 +227,11 @@ def test_a_batch_stores_each_event_once_and_reports_only_new_ones_in_order(tmp_p
         assert db.write(earlier).changed == earlier
         status = Record("status", "s1", "d1", 50.0, message=Status(state="online", time=1.7e9))
         batch = [*records[:150], status, records[5], *records[150:]]  # records[5] twice in the batch
+        inside: list[bool] = []  # for each statement of the write: was the batch's transaction open?
+        db.conn.set_trace_callback(lambda sql: inside.append(db.conn.in_transaction))
         result = db.write(batch)
+        db.conn.set_trace_callback(None)
+        assert len(inside) > 10 and all(inside[1:])  # one transaction (a chunk is not committed alone)
         new = [r for r in records if r not in earlier]
         assert result.changed == [*new[:148], status, *new[148:]]
         rows = db.events()
