@@ -191,10 +191,14 @@ def test_real_full_filesystem_never_crashes_the_agent(tiny_fs: Path, h264_file: 
     print(iso(oldest), iso(newest))
 
 
-def person_event(store: EventStore, root: Path, camera: str, start: float) -> PersonEvent:
-    """A person event as analysis leaves it: a row in events.db and its two snapshot JPEGs."""
+def person_event(
+    store: EventStore, root: Path, camera: str, start: float, end: float | str | None = "5 s later"
+) -> PersonEvent:
+    """A person event as analysis leaves it, queued for the hub: a row in events.db and its two
+    snapshot JPEGs. `end`: when it ended (None: still open); by default 5 s after it started."""
     frame = np.full((180, 320, 3), 90, np.uint8)
-    event = PersonEvent(new_event_id(start), camera, None, start, start + 5, "test", end=start + 5)
+    ended = start + 5 if isinstance(end, str) else end
+    event = PersonEvent(new_event_id(start), camera, None, start, start + 5, "test", end=ended)
     event.snapshot = Snapshot(0.9, start + 1, Box(100, 40, 160, 170), frame)
     write_snapshot(root, event)
     saved = EventChange("end", event).local_event(None, pre_roll=0, post_roll=0)
@@ -243,27 +247,15 @@ def test_snapshots_and_events_age_out_with_their_camera_but_not_under_a_hold(tmp
     assert unsent.id not in {e.id for e in store.list()}
 
 
-def ended_person_event(store: EventStore, root: Path, camera: str, start: float, end: float | None) -> PersonEvent:
-    """A person event saved as analysis saves it: its summary (with `end`, null while open) as detail."""
-    frame = np.full((180, 320, 3), 90, np.uint8)
-    event = PersonEvent(new_event_id(start), camera, None, start, start + 5, "test", end=end)
-    event.snapshot = Snapshot(0.9, start + 1, Box(100, 40, 160, 170), frame)
-    write_snapshot(root, event)
-    saved = EventChange("end", event).local_event(None, pre_roll=0, post_roll=0)
-    store.save(saved)
-    store.mark_queued(saved)
-    return event
-
-
 def test_events_age_by_their_end_so_one_running_into_a_hold_stays(tmp_path: Path) -> None:
     root = tmp_path / "rec"
     index, store = SegmentIndex(root), EventStore(root)
     hold_start = START - 9 * DAY
     index.add_hold("shop", hold_start, hold_start + 3600, "case 2026-121")
-    into_hold = ended_person_event(store, root, "shop", hold_start - 1800, hold_start + 600)
-    before_hold = ended_person_event(store, root, "shop", hold_start - 7200, hold_start - 3600)
-    still_open = ended_person_event(store, root, "shop", START - 10 * DAY, None)
-    into_retention = ended_person_event(store, root, "shop", START - 8 * DAY, START - 6 * DAY)  # ends inside 7 days
+    into_hold = person_event(store, root, "shop", hold_start - 1800, hold_start + 600)
+    before_hold = person_event(store, root, "shop", hold_start - 7200, hold_start - 3600)
+    still_open = person_event(store, root, "shop", START - 10 * DAY, None)
+    into_retention = person_event(store, root, "shop", START - 8 * DAY, START - 6 * DAY)  # ends inside 7 days
     offline = store.record("camera_offline", "shop", hold_start - 7200)  # no end: ends when it happens
     store.mark_queued(offline)
 

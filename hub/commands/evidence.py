@@ -9,20 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.clikit import CommandError, Commands
-from hub.config import HubConfig, load_hub_config
+from hub.commands import cli_connection
+from hub.config import load_hub_config
 from hub.evidence import keys
 from hub.evidence.package import iso
 from hub.evidence.verify import verify
 from hub.models import Principal, is_site_name
 from hub.services import audit, clips
-from hub.store import connect, open_store
 
 if TYPE_CHECKING:
     from common.clikit import SubParsers
@@ -70,19 +69,11 @@ def cmd_public_key(args: argparse.Namespace) -> int:
 CLI_PRINCIPAL = Principal(user_id=0, username="cli", role="admin", locale="zh")
 
 
-def _conn(config: HubConfig) -> sqlite3.Connection:
-    try:
-        open_store(config.db_path)
-    except (OSError, sqlite3.DatabaseError, RuntimeError) as exc:
-        raise CommandError(f"cannot open the hub database {config.db_path}: {exc}") from None
-    return connect(config.db_path)
-
-
 def cmd_device_token(args: argparse.Namespace) -> int:
     if not is_site_name(args.site) or not is_site_name(args.device):
         raise CommandError("--site and --device are names: lower-case letters, digits, _ and -")
     config = load_hub_config(args.config)
-    conn = _conn(config)
+    conn = cli_connection(config)
     try:
         token = clips.issue_device_token(conn, audit.CLI, args.site, args.device)
     finally:
@@ -94,7 +85,7 @@ def cmd_device_token(args: argparse.Namespace) -> int:
 
 def cmd_clips_list(args: argparse.Namespace) -> int:
     config = load_hub_config(args.config)
-    conn = _conn(config)
+    conn = cli_connection(config)
     try:
         items = clips.list_clips(conn, CLI_PRINCIPAL, args.limit).items
     finally:
@@ -113,7 +104,7 @@ def cmd_clips_list(args: argparse.Namespace) -> int:
 def cmd_clips_package(args: argparse.Namespace) -> int:
     config = load_hub_config(args.config)
     out = Path(args.out)
-    conn = _conn(config)
+    conn = cli_connection(config)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     try:

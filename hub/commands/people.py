@@ -15,21 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.clikit import CommandError, Commands
-from hub.config import HubConfig, load_hub_config
+from hub.commands import cli_connection
+from hub.config import load_hub_config
 from hub.models import ROLES
 from hub.services import accounts, audit
-from hub.store import connect, open_store
 
 if TYPE_CHECKING:
     from common.clikit import SubParsers
-
-
-def _conn(config: HubConfig) -> sqlite3.Connection:
-    try:
-        open_store(config.db_path)
-    except (OSError, sqlite3.DatabaseError, RuntimeError) as exc:
-        raise CommandError(f"cannot open the hub database {config.db_path}: {exc}") from None
-    return connect(config.db_path)
 
 
 def read_password(path: str | None, confirm: bool = True) -> str:
@@ -53,7 +45,7 @@ def read_password(path: str | None, confirm: bool = True) -> str:
 def cmd_users_add(args: argparse.Namespace) -> int:
     config = load_hub_config(args.config)
     password = read_password(args.password_file)
-    conn = _conn(config)
+    conn = cli_connection(config)
     try:
         user = accounts.add_user(
             conn, audit.CLI, args.username, password, args.role, args.camera or [], args.site or [], args.locale
@@ -69,7 +61,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 def cmd_users_list(args: argparse.Namespace) -> int:
     config = load_hub_config(args.config)
-    conn = _conn(config)
+    conn = cli_connection(config)
     try:
         users = accounts.list_users(conn)
     finally:
@@ -104,7 +96,7 @@ def cmd_users_set_password(args: argparse.Namespace) -> int:
 
 def _run_account_change(args: argparse.Namespace, change: Callable[[sqlite3.Connection], None], done: str) -> int:
     config = load_hub_config(args.config)
-    conn = _conn(config)
+    conn = cli_connection(config)
     try:
         change(conn)
     except accounts.AccountError as exc:
@@ -117,7 +109,7 @@ def _run_account_change(args: argparse.Namespace, change: Callable[[sqlite3.Conn
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     config = load_hub_config(args.config)
-    conn = _conn(config)
+    conn = cli_connection(config)
     try:
         result = audit.verify(conn)
     finally:
