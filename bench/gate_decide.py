@@ -1,0 +1,214 @@
+"""Gate decision benchmark (issue "dormitory card gates"): from a reader's frame to the decision.
+
+Builds an allow-list of 100,000 cards (one holder each, spread over 23 buildings, a quarter of them
+also in a group granting a second building on a weekday schedule, a holiday calendar) in a fresh
+gate.db under bench/work/, then times, card by card, what the gate does when a card is shown:
+the Wiegand 26 frame (a string of bits) through `decode` (parity checks) and `Engine.decide`.
+The cards shown mix the paths a decision takes: a resident at their own building, a resident at
+another building (the group and schedule queries), a card that is not on the list.
+
+Peers timed in the same run, taking turns card by card, so a busy machine slows all of them:
+
+* without the index: the same query on a copy of the list whose unique (facility, number, bits)
+  index was dropped (what a list loses if that index is forgotten): a table scan per card;
+* floor: the same `decode` plus a Python dict lookup of (facility, number, bits) to the holder's
+  building (no SQLite, no rules): what a decision cannot beat.
+
+Goal: ours, p99 < 1 ms. Prints a markdown table and writes it to bench/results/gate_decide.md;
+exit status 1 if the goal is missed.
+
+    .venv/bin/python bench/gate_decide.py [--cards 100000] [--samples 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from edge_agent.gate.credential import encode_wiegand  # noqa: E402
+from edge_agent.gate.engine import Engine  # noqa: E402
+from edge_agent.gate.reader import WiegandBits, decode  # noqa: E402
+from edge_agent.gate.store import (  # noqa: E402
+    DoorRow,
+    add_to_group,
+    open_db,
+    put_group,
+    put_holiday,
+    put_schedule,
+)
+
+RESULTS = REPO / "bench" / "results"
+WORK = REPO / "bench" / "work" / "gate"
+ZONE = "Asia/Shanghai"
+BUILDINGS = [f"b{i:02d}" for i in range(1, 24)]
+GOAL_MS = 1.0
+WARMUP = 200
+SCAN_SAMPLES = 300  # a table scan per card: a few hundred samples say enough
+
+
+def card_of(i: int) -> tuple[int, int]:
+    """Card i's (facility, number) on Wiegand 26: 100,000 distinct cards over a few facility codes."""
+    return 10 + i // 65536, i % 65536
+
+
+def build(path: Path, cards: int) -> None:
+    if path.exists():
+        path.unlink()
+    db = open_db(path)
+    db.execute("BEGIN")
+    db.executemany(
+        "INSERT INTO holders (id, employee_no, name, company, building, room) VALUES (?, ?, ?, 'Foxconn', ?, ?)",
+        ((i + 1, f"E{i:06d}", f"resident {i}", BUILDINGS[i % 23], f"{i % 600}") for i in range(cards)),
+    )
+    db.executemany(
+        "INSERT INTO credentials (holder_id, format, bits, facility, number, raw) "
+        "VALUES (?, 'wiegand26', 26, ?, ?, '')",
+        ((i + 1, *card_of(i)) for i in range(cards)),
+    )
+    db.execute("COMMIT")
+    put_schedule(db, "day-shift", [(d, 7 * 60, 19 * 60) for d in range(5)] + [(5, 8 * 60, 12 * 60)])
+    put_group(db, "canteen-staff", BUILDINGS[:5], schedule="day-shift")
+    db.execute("BEGIN")
+    for i in range(0, cards, 4):
+        add_to_group(db, i + 1, "canteen-staff")
+    for day in ("2026-01-01", "2026-10-01", "2026-10-02", "2026-10-03"):
+        put_holiday(db, day, "public holiday")
+    db.execute("COMMIT")
+    db.execute("ANALYZE")
+    db.close()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--cards", type=int, default=100_000)
+    parser.add_argument("--samples", type=int, default=20_000)
+    args = parser.parse_args(argv)
+
+    load_before = os.getloadavg()[0]
+    WORK.mkdir(parents=True, exist_ok=True)
+    path, bare = WORK / "gate.db", WORK / "gate-noindex.db"
+    started = time.perf_counter()
+    build(path, args.cards)
+    build_s = time.perf_counter() - started
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(bare) + suffix).unlink(missing_ok=True)
+    shutil.copyfile(path, bare)
+    size_mb = path.stat().st_size / 1e6
+
+    doors = {b: DoorRow(b, b, b, "in", False) for b in BUILDINGS}
+    db = open_db(path, create=False)
+    engine = Engine(db, doors, ZONE)
+    bare_db = open_db(bare, create=False)
+    bare_db.execute("DROP INDEX credentials_card")
+    bare_engine = Engine(bare_db, doors, ZONE)
+    floor: dict[tuple[int | None, int, int], str] = {(*card_of(i), 26): BUILDINGS[i % 23] for i in range(args.cards)}
+
+    rng = random.Random(7)
+    at = datetime(2026, 12, 7, 9, 30, tzinfo=UTC).timestamp()  # a Monday, 17:30 in the village
+    shown: list[tuple[str, str, str]] = []  # (path, door, frame)
+    for n in range(args.samples + WARMUP):
+        i = rng.randrange(args.cards)
+        kind = ("own building", "other building", "unknown card")[n % 3]
+        if kind == "unknown card":
+            frame = encode_wiegand(26, 200, rng.randrange(65536))
+            door = BUILDINGS[0]
+        else:
+            frame = encode_wiegand(26, *card_of(i))
+            home = i % 23
+            door = BUILDINGS[home if kind == "own building" else (home + 1 + rng.randrange(22)) % 23]
+        shown.append((kind, door, frame))
+
+    def ours(door: str, frame: str) -> object:
+        return engine.decide(door, decode(WiegandBits(frame)), at)
+
+    def scan(door: str, frame: str) -> object:
+        return bare_engine.decide(door, decode(WiegandBits(frame)), at)
+
+    def dict_floor(door: str, frame: str) -> object:
+        c = decode(WiegandBits(frame))
+        return floor.get((c.facility, c.number, c.bits)) == door
+
+    pipelines: dict[str, Callable[[str, str], object]] = {"ours": ours, "scan": scan, "floor": dict_floor}
+    times: dict[str, list[float]] = {name: [] for name in pipelines}
+    by_path: dict[str, list[float]] = {}
+    reasons: dict[str, int] = {}
+    for n, (kind, door, frame) in enumerate(shown):
+        order = list(pipelines)
+        rng.shuffle(order)
+        for name in order:
+            if name == "scan" and not (WARMUP <= n < WARMUP + SCAN_SAMPLES):
+                continue
+            t0 = time.perf_counter()
+            result = pipelines[name](door, frame)
+            elapsed = (time.perf_counter() - t0) * 1e3
+            if n < WARMUP:
+                continue
+            times[name].append(elapsed)
+            if name == "ours":
+                by_path.setdefault(kind, []).append(elapsed)
+                reason = getattr(result, "reason", "?")
+                reasons[reason] = reasons.get(reason, 0) + 1
+
+    def row(label: str, values: list[float]) -> str:
+        return (
+            f"| {label} | {len(values)} | {statistics.median(values):.3f} | {percentile(values, 99):.3f} | "
+            f"{max(values):.3f} | {statistics.fmean(values):.3f} |"
+        )
+
+    p99 = percentile(times["ours"], 99)
+    ratio = statistics.median(times["scan"]) / statistics.median(times["ours"])
+    load_after = os.getloadavg()[0]
+    lines = [
+        "# Gate decision benchmark: `bench/gate_decide.py`",
+        "",
+        f"Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs; Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}. "
+        f"Load average {load_before:.2f} before, {load_after:.2f} after (the tail follows the machine's load: "
+        "the median is the cost of a decision, p99 and max what other processes add).",
+        f"Allow-list: {args.cards} cards, one holder each, 23 buildings, a quarter of the holders in a group "
+        f"granting 5 buildings on a weekday schedule; gate.db {size_mb:.1f} MB, built in {build_s:.1f} s. "
+        f"Timed: Wiegand 26 frame (bits) -> `decode` (parity) -> `Engine.decide`, {WARMUP} cards not timed first.",
+        "",
+        "| pipeline (ms per card) | cards | median | p99 | max | mean |",
+        "|---|---:|---:|---:|---:|---:|",
+        row("**ours**: decode + `Engine.decide` (indexed gate.db)", times["ours"]),
+        *[row(f"ours, {kind}", values) for kind, values in sorted(by_path.items())],
+        row("without the (facility, number, bits) index: a table scan per card", times["scan"]),
+        row("floor: decode + a Python dict lookup, no rules", times["floor"]),
+        "",
+        "| figure | value | goal | result |",
+        "|---|---:|---|---|",
+        f"| ours, p99 ms per card | {p99:.3f} | < {GOAL_MS:g} ms | {'PASS' if p99 < GOAL_MS else 'FAIL'} |",
+        f"| without the index / ours, median | {ratio:.0f}x |  | info |",
+        f"| decisions (ours) | {', '.join(f'{k}: {v}' for k, v in sorted(reasons.items()))} |  | info |",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "gate_decide.md").write_text(text, encoding="utf-8")
+    db.close()
+    bare_db.close()
+    return 0 if p99 < GOAL_MS else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
