@@ -26,7 +26,8 @@ from edge_agent import __version__
 from edge_agent.config import AgentConfig, ConfigError, check_runtime, check_storage, load_config
 from edge_agent.config.loader import config_warnings
 from edge_agent.config.schema import DetectConfig
-from edge_agent.config.template import parse_camera_arg, render_config
+from edge_agent.config.template import parse_camera_arg, parse_door_arg, render_config
+from edge_agent.gate.commands import add_commands as add_gate_commands
 
 if TYPE_CHECKING:
     from edge_agent.agent import RingBuffer
@@ -235,6 +236,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_config_init(args: argparse.Namespace) -> int:
     try:
         cameras = [parse_camera_arg(c) for c in args.camera]
+        doors = [parse_door_arg(d) for d in args.door]
         text = render_config(
             storage=Path(args.storage),
             cameras=cameras,
@@ -243,6 +245,7 @@ def cmd_config_init(args: argparse.Namespace) -> int:
             mqtt=args.mqtt,
             record_only=args.record_only,
             models_dir=Path(args.models_dir) if args.models_dir else None,
+            doors=doors,
         )
     except ValidationError as exc:
         raise CommandError(format_validation_error(exc, "config init")) from None
@@ -257,7 +260,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     check_runtime(config, args.file)
     for warning in config_warnings(config, args.file):
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{args.file}: OK ({len(config.cameras)} cameras, storage {config.storage.root})")
+    doors = f", {len(config.doors)} doors" if config.doors else ""
+    print(f"{args.file}: OK ({len(config.cameras)} cameras{doors}, storage {config.storage.root})")
     return 0
 
 
@@ -405,10 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=SOURCE",
         help="rtsp:// URL, video file or /dev/videoN; repeat for more cameras.",
     )
+    p.add_argument(
+        "--door", action="append", default=[], metavar="NAME=BUILDING", help="A gate door; repeat for more doors."
+    )
     p.add_argument("--record-only", action="store_true", help="Cameras record without analysis.")
     p.add_argument("--models-dir", help="Where detector models are installed (default /var/lib/diaolou/models).")
     p = command("check", cmd_config_check, "Validate a config file; exit 2 with the error if it is broken.", config_sub)
     p.add_argument("file")
+
+    add_gate_commands(command, sub, _time)
 
     models = sub.add_parser("models", help="Person detector models: list, install.")
     models_sub = models.add_subparsers(dest="models_command", required=True)

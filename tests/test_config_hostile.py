@@ -55,12 +55,17 @@ def test_empty_file(tmp_path: Path) -> None:
 
 def test_no_camera(tmp_path: Path) -> None:
     cfg = write(tmp_path, f"{HEAD}storage: {{root: {tmp_path / 'rec'}}}\n")
-    both_reject(cfg, f"{cfg}: cameras:", "no camera configured: add at least one under `cameras:`", "gate doors")
+    both_reject(
+        cfg,
+        f"{cfg}: cameras:",
+        "no camera or gate door configured: add at least one camera under `cameras:`",
+        "or a gate door under `doors:`",
+    )
     assert not (tmp_path / "rec").exists()  # refused before anything was created
     init = cli("config", "init", "--storage", str(tmp_path / "rec"))  # no --camera: says what to add
     assert init.returncode == 0 and "# At least one camera is needed" in init.stdout
     cfg.write_text(init.stdout)
-    both_reject(cfg, f"{cfg}: cameras:", "no camera configured")
+    both_reject(cfg, f"{cfg}: cameras:", "no camera or gate door configured")
 
 
 def test_no_site_is_run_but_warned(tmp_path: Path) -> None:

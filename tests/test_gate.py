@@ -1,7 +1,11 @@
-"""Dormitory card gates: reader frames, the local decision and its reasons, the CSV import."""
+"""Dormitory card gates: reader frames, the local decision and its reasons, the CSV import, and
+the commands an installer runs (`config init --door`, `gate import`, `decide`)."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +37,7 @@ from edge_agent.gate.store import (
     put_schedule,
     set_state,
 )
+from tests.conftest import agent_cmd
 
 ZONE = "Asia/Shanghai"
 # A known H10301 frame: facility 18, card 12345 (every Wiegand calculator agrees on it).
@@ -345,3 +350,62 @@ def test_import_reads_a_gb18030_spreadsheet(tmp_path: Path) -> None:
     path.write_bytes(("\r\n".join([",".join(HEADER), GOOD_ROWS[0]]) + "\r\n").encode("gb18030"))
     assert import_csv(db, path, ZONE).credentials == 1
     assert db.execute("SELECT name FROM holders").fetchone() == ("李伟",)
+
+
+# --- the commands ---------------------------------------------------------------------------------
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(agent_cmd(*args), capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_config_init_with_doors_and_no_camera_passes_check(tmp_path: Path) -> None:
+    init = cli(
+        "config", "init", "--storage", str(tmp_path / "rec"), "--site", "v1", "--device", "gate-1",
+        "--door", "b07-east=b07", "--door", "b03-gate=b03",
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(init.stdout, encoding="utf-8")
+    check = cli("config", "check", str(cfg))
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.strip() == f"{cfg}: OK (0 cameras, 2 doors, storage {tmp_path / 'rec'})"
+    bad = cli("config", "init", "--storage", str(tmp_path), "--door", "b07-east")
+    assert bad.returncode == 1 and "--door expects NAME=BUILDING" in bad.stderr
+    twice = cli("config", "init", "--storage", str(tmp_path), "--door", "a=b07", "--door", "a=b03")
+    assert twice.returncode == 1 and "--door a given more than once" in twice.stderr
+
+
+def test_decide_end_to_end(tmp_path: Path) -> None:
+    init = cli("config", "init", "--storage", str(tmp_path / "rec"), "--door", "b07-east=b07", "--door", "b03-gate=b03")
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(init.stdout, encoding="utf-8")
+    refused = cli("decide", "--config", str(cfg), "--door", "b07-east", "--card", "12/34567")
+    assert refused.returncode == 1 and "no allow-list" in refused.stderr and "gate import" in refused.stderr
+
+    broken = write_csv(tmp_path, [*GOOD_ROWS, "E009,x,y,b07,1,,1/2,wiegand99,,"])
+    done = cli("gate", "import", "--config", str(cfg), str(broken))
+    assert done.returncode == 1 and "line 5: card_format: 'wiegand99'" in done.stderr, done.stderr
+    with sqlite3.connect(tmp_path / "rec" / "gate.db") as db:
+        assert db.execute("SELECT count(*) FROM credentials").fetchone() == (0,)
+
+    done = cli("gate", "import", "--config", str(cfg), str(write_csv(tmp_path, GOOD_ROWS)))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"imported": str(tmp_path / "residents.csv"), "holders": 3, "cards": 3}
+
+    def decide(door: str, card: str, *more: str) -> dict[str, object]:
+        proc = cli("decide", "--config", str(cfg), "--door", door, "--card", card, *more)
+        assert proc.returncode == 0, proc.stderr
+        out: dict[str, object] = json.loads(proc.stdout)
+        return out
+
+    frame = encode_wiegand(26, 12, 34567)
+    granted = decide("b07-east", f"26:{frame}", "--at", "2026-12-07T01:00:00Z")
+    assert granted["granted"] is True and granted["reason"] == "granted"
+    assert granted["holder"] == {"employee_no": "E001", "name": "李伟", "building": "b07", "room": "301"}
+    assert decide("b03-gate", "12/34567", "--at", "2026-12-07T01:00:00Z")["reason"] == "wrong_building"
+    assert decide("b07-east", "12/34567", "--at", "2027-07-01T00:00:00+08:00")["reason"] == "expired"
+    assert decide("b03-gate", "1234567890")["reason"] == "granted"
+    unknown = decide("b03-gate", "555")
+    assert unknown == {"granted": False, "reason": "unknown_card", "holder": None, "why": unknown["why"]}
+    bad = cli("decide", "--config", str(cfg), "--door", "b07-east", "--card", "26:" + _flip(frame, 0))
+    assert bad.returncode == 1 and "--card: Wiegand 26: wrong even parity" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -32,7 +32,7 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # Validation context key: the config is a whole agent config (a file `run` will use), not a fragment
-# built by a test or a provisioning snippet. Only a whole config must have a camera.
+# built by a test or a provisioning snippet. Only a whole config must have a camera or a door.
 WHOLE = "whole"
 
 
@@ -353,6 +353,57 @@ class Defaults(Strict):
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
 
 
+class ReaderConfig(Strict):
+    """The card reader at a door."""
+
+    kind: Literal["simulator"] = Field(
+        "simulator",
+        description="Reader driver. simulator: frames pushed by software (tests, a box set up before its readers "
+        "are wired); Wiegand on GPIO, keyboard-wedge (evdev), serial and OSDP readers come later.",
+    )
+    device: str | None = Field(
+        None,
+        max_length=200,
+        description="The reader's device (e.g. /dev/input/event3, /dev/ttyS1); the simulator has none.",
+    )
+
+
+class RelayConfig(Strict):
+    """The lock relay (wired in a later release: today decisions are only taken and shown)."""
+
+    pulse_seconds: float = Field(3.0, ge=0.2, le=60, description="How long the lock stays released after a grant.")
+    active_low: bool = Field(False, description="The relay closes on a low output (many relay boards do).")
+
+
+class ContactConfig(Strict):
+    """The door contact (read in a later release)."""
+
+    enabled: bool = Field(False, description="A door-position contact is wired.")
+    held_open_seconds: float = Field(
+        30.0, ge=5, le=3600, description="A door open longer than this after a grant raises an alarm."
+    )
+
+
+class DoorConfig(Strict):
+    """One gate door: the building it leads into and its card reader."""
+
+    building: Name = Field(
+        description="Building the door leads into (lower-case letters, digits, - and _); residents of this "
+        "building may always pass, as the allow-list's `building` column says."
+    )
+    description: str = Field("", max_length=200, description="Where the door is, for people (e.g. east entrance).")
+    direction: Literal["in", "out"] = Field(
+        "in", description="in: the reader is outside (entering); out: the reader is inside (leaving)."
+    )
+    area: Name | None = Field(None, description="Anti-passback area this door enters or leaves; default: the building.")
+    anti_passback: bool = Field(
+        False, description="Refuse a second entry into the area until the holder has left through an out door."
+    )
+    reader: ReaderConfig = Field(default_factory=ReaderConfig)
+    relay: RelayConfig = Field(default_factory=RelayConfig)
+    contact: ContactConfig = Field(default_factory=ContactConfig)
+
+
 class AgentConfig(Strict):
     site: Name = Field("site", description="Site id (village or dormitory); used in MQTT topics.")
     timezone: str = Field(
@@ -366,21 +417,27 @@ class AgentConfig(Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     defaults: Defaults = Field(default_factory=Defaults)
+    doors: dict[Name, DoorConfig] = Field(
+        default_factory=dict,
+        description="Gate doors by id (lower-case letters, digits, - and _): their building and card reader. "
+        "Decisions use the allow-list in <storage.root>/gate.db (docs/gates.md).",
+    )
     cameras: dict[Name, CameraConfig] = Field(
         default_factory=dict,
         validate_default=True,
-        description="Cameras by id (lower-case letters, digits, - and _). At least one: a box without cameras "
-        "has nothing to do (until gate doors are supported).",
+        description="Cameras by id (lower-case letters, digits, - and _). A box needs at least one camera or "
+        "one gate door under `doors`.",
     )
 
     @field_validator("cameras")
     @classmethod
-    def _at_least_one_camera(cls, value: dict[str, CameraConfig], info: ValidationInfo) -> dict[str, CameraConfig]:
-        if not value and info.context and info.context.get(WHOLE):
+    def _a_camera_or_a_door(cls, value: dict[str, CameraConfig], info: ValidationInfo) -> dict[str, CameraConfig]:
+        # `doors` is validated first; when it failed it is absent here and its own error is enough.
+        if not value and info.context and info.context.get(WHOLE) and info.data.get("doors") == {}:
             raise ValueError(
-                "no camera configured: add at least one under `cameras:`, e.g. "
-                "`shop: {source: rtsp://192.168.1.64/Streaming/Channels/101}` (a box without cameras will "
-                "only make sense once gate doors are supported)"
+                "no camera or gate door configured: add at least one camera under `cameras:`, e.g. "
+                "`shop: {source: rtsp://192.168.1.64/Streaming/Channels/101}`, or a gate door under `doors:`, "
+                "e.g. `b07-east: {building: b07}`"
             )
         return value
 

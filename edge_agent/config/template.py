@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from common.configtext import field_lines
-from edge_agent.config.schema import AgentConfig, CameraConfig
+from edge_agent.config.schema import AgentConfig, CameraConfig, DoorConfig
 
 
 def parse_camera_arg(arg: str) -> tuple[str, str]:
@@ -18,6 +18,13 @@ def parse_camera_arg(arg: str) -> tuple[str, str]:
     if not sep or not name or not source:
         raise ValueError(f"--camera expects NAME=SOURCE, got {arg!r}")
     return name.strip(), source.strip()
+
+
+def parse_door_arg(arg: str) -> tuple[str, str]:
+    name, sep, building = arg.partition("=")
+    if not sep or not name.strip() or not building.strip():
+        raise ValueError(f"--door expects NAME=BUILDING, got {arg!r}")
+    return name.strip(), building.strip()
 
 
 def render_config(
@@ -29,12 +36,18 @@ def render_config(
     record_only: bool = False,
     models_dir: Path | None = None,
     mqtt_protocol: str | None = None,
+    doors: list[tuple[str, str]] | None = None,
 ) -> str:
+    doors = doors or []
+    repeated = sorted({name for name, _ in doors if [n for n, _ in doors].count(name) > 1})
+    if repeated:
+        raise ValueError(f"--door {', '.join(repeated)} given more than once")
     raw: dict[str, Any] = {
         "site": site,
         "device": device,
         "storage": {"root": str(storage)},
         "defaults": {"detect": {"enabled": not record_only}},
+        "doors": {name: {"building": building} for name, building in doors},
         "cameras": {name: {"source": source} for name, source in cameras},
     }
     if mqtt:
@@ -57,11 +70,21 @@ def render_config(
         out.append("")
         out.extend(field_lines(name, fields[name], getattr(config, name), 0))
     out.append("")
+    out.append(f"# {fields['doors'].description}")
+    out.append("# A door takes `building` and optionally description, direction, area, anti_passback, reader,")
+    out.append("# relay and contact (docs/configuration.md); rerun `config init` with --door NAME=BUILDING to add one.")
+    out.append("doors:" if doors else "doors: {}")
+    door_fields = DoorConfig.model_fields
+    for name, door in config.doors.items():
+        out.append(f"  {name}:")
+        out.extend(field_lines("building", door_fields["building"], door.building, 2))
+    out.append("")
     out.append(f"# {fields['cameras'].description}")
     out.append("# A camera takes `source`, or `profile` + `host` + `username` + `password` (see")
     out.append("# firmware_configs/profiles); its own record/detect/reconnect/transport keys override `defaults`.")
-    if not cameras:
-        out.append("# At least one camera is needed: `config check` and `run` refuse a config without one.")
+    if not cameras and not doors:
+        out.append("# At least one camera is needed (or a gate door under `doors:`): `config check` and `run`")
+        out.append("# refuse a config with neither.")
         out.append("# Add one here (or rerun `config init` with --camera NAME=SOURCE), e.g.")
         out.append("#   shop: {source: rtsp://192.168.1.64/Streaming/Channels/101}")
     out.append("cameras:" if cameras else "cameras: {}")
