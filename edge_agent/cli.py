@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("check", cmd_config_check, "Validate a config file; exit 2 with the error if it is broken.", config_sub)
     p.add_argument("file")
 
-    add_gate_commands(command, sub, _time)
+    add_gate_commands(command, sub)
 
     models = sub.add_parser("models", help="Person detector models: list, install.")
     models_sub = models.add_subparsers(dest="models_command", required=True)

@@ -404,6 +404,11 @@ def test_decide_end_to_end(tmp_path: Path) -> None:
     assert decide("b03-gate", "12/34567", "--at", "2026-12-07T01:00:00Z")["reason"] == "wrong_building"
     assert decide("b07-east", "12/34567", "--at", "2027-07-01T00:00:00+08:00")["reason"] == "expired"
     assert decide("b03-gate", "1234567890")["reason"] == "granted"
+    # --at without a zone is the site's time: valid_until 2027-06-30 covers that whole day in Shanghai
+    assert decide("b07-east", "12/34567", "--at", "2027-06-30T23:59")["reason"] == "granted"
+    assert decide("b07-east", "12/34567", "--at", "2027-07-01T00:00")["reason"] == "expired"
+    late = cli("decide", "--config", str(cfg), "--door", "b07-east", "--card", "1", "--at", "yesterday")
+    assert late.returncode == 1 and "--at: not an ISO-8601 time" in late.stderr
     unknown = decide("b03-gate", "555")
     assert unknown == {"granted": False, "reason": "unknown_card", "holder": None, "why": unknown["why"]}
     bad = cli("decide", "--config", str(cfg), "--door", "b07-east", "--card", "26:" + _flip(frame, 0))

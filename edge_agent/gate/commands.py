@@ -6,9 +6,10 @@ import argparse
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from common.clikit import CommandError, Commands
 from edge_agent.config import load_config
@@ -34,6 +35,18 @@ def _open(args: argparse.Namespace, create: bool) -> Gate:
         raise CommandError(f"cannot open the allow-list in {config.storage.root}: {exc}") from None
 
 
+def _at(text: str | None, timezone: str) -> float:
+    """--at as epoch seconds: an ISO-8601 time; without a zone it is the site's local time (the
+    installer asks about "22:15 last night" as the resident lived it)."""
+    if text is None:
+        return time.time()
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(f"--at: not an ISO-8601 time: {text!r} (e.g. 2026-12-07T22:15)") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(timezone))).timestamp()
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     try:
         card = parse_card(args.card)
@@ -41,7 +54,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
         raise CommandError(f"--card: {exc}") from None
     gate = _open(args, create=False)
     try:
-        decision = gate.decide(args.door, card, args.at if args.at is not None else time.time())
+        decision = gate.decide(args.door, card, _at(args.at, gate.timezone))
     finally:
         gate.close()
     print(json.dumps(decision.as_dict(), ensure_ascii=False))
@@ -63,12 +76,12 @@ def cmd_gate_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(command: Commands, sub: SubParsers, time_arg: Callable[[str], float]) -> None:
+def add_commands(command: Commands, sub: SubParsers) -> None:
     p = command("decide", cmd_decide, "The decision a gate door would take for a card now (or --at), and why.")
     p.add_argument("--config", required=True)
     p.add_argument("--door", required=True)
     p.add_argument("--card", required=True, help="A card number, 26:BITS or 34:BITS (Wiegand), or FC/NUMBER.")
-    p.add_argument("--at", type=time_arg, help="ISO-8601 time (default: now).")
+    p.add_argument("--at", help="ISO-8601 time; without a zone, the site's local time (default: now).")
     gate = sub.add_parser("gate", help="Gate doors: the local allow-list.")
     gate_sub = gate.add_subparsers(dest="gate_command", required=True)
     p = command("import", cmd_gate_import, "Add or update residents and cards from a CSV (all rows or none).", gate_sub)
