@@ -192,6 +192,7 @@ SECTION_RULES: dict[str, list[str]] = {
     ],
     "ReconnectConfig": ["`max_seconds` must be >= `initial_seconds`."],
     "MqttConfig": ["`url` must look like `mqtt://[user:password@]host[:port]` or `mqtts://...`."],
+    "HubLinkConfig": ["Give both `url` (`http(s)://HOST:PORT`, no credentials) and `token_file`, or neither."],
 }
 
 

@@ -19,6 +19,7 @@ from edge_agent.capture.camera import CameraStatus, CameraWorker
 from edge_agent.capture.sources import StreamSpec, resolve_sources
 from edge_agent.clock import WallClock
 from edge_agent.comms import AgentLock, AgentLockHeld, HeartbeatBuilder, MqttLink, Outbox
+from edge_agent.comms.clip_job import ClipJobs
 from edge_agent.comms.shipping import EventShipper
 from edge_agent.comms.writer import OutboxWriter
 from edge_agent.config.schema import AgentConfig, CameraConfig
@@ -82,6 +83,7 @@ class Agent:
         self.index = self.storage.index
         self.events = self.storage.events
         self.stop_event = threading.Event()
+        self.clip_jobs = ClipJobs(config, self.index, self.writer.reply, self.stop_event)
         self.repair_report: RepairReport | None = None
         self.clock = WallClock()
         self.retention = Retention(
@@ -159,6 +161,9 @@ class Agent:
             reply = Reply(id=command.id, ok=True, time=now, result={"device": self.config.device})
         elif name == "status":
             reply = Reply(id=command.id, ok=True, time=now, result={"cameras": [s.as_dict() for s in self.statuses()]})
+        elif name == "clip":
+            self.clip_jobs.handle(command)  # in a thread of its own; it replies when the hub holds the clip
+            return
         else:
             reply = Reply(id=command.id, ok=False, time=now, error=f"unknown command {name!r}")
         self.writer.reply(reply)
@@ -261,6 +266,7 @@ class Agent:
             worker.join(timeout)
             if worker.is_alive():
                 log.error("%s did not stop within %.0f s", worker.name, timeout)
+        self.clip_jobs.join()
         self.index.flush()
         # After the workers: their last events (camera stopped, events ended) are queued first.
         if self.link is not None:

@@ -246,6 +246,8 @@ def cmd_config_init(args: argparse.Namespace) -> int:
             record_only=args.record_only,
             models_dir=Path(args.models_dir) if args.models_dir else None,
             doors=doors,
+            hub=args.hub,
+            hub_token_file=Path(args.hub_token_file) if args.hub_token_file else None,
         )
     except ValidationError as exc:
         raise CommandError(format_validation_error(exc, "config init")) from None
@@ -402,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", default="site")
     p.add_argument("--device", default="box")
     p.add_argument("--mqtt", help="mqtt://[user:password@]host:port or mqtts://...")
+    p.add_argument("--hub", help="http(s)://HOST:PORT of the hub's web API (evidence clip uploads).")
+    p.add_argument("--hub-token-file", help="File holding this box's device token (diaolou-hub devices token).")
     p.add_argument(
         "--camera",
         action="append",

@@ -344,6 +344,39 @@ class MqttConfig(Strict):
         return check_broker_url(value)
 
 
+class HubLinkConfig(Strict):
+    """The hub's web API, where the box uploads evidence clips (docs/evidence.md, "For the box")."""
+
+    url: str | None = Field(
+        None,
+        max_length=300,
+        description="http(s)://HOST:PORT of the hub (a path prefix is allowed); unset: clip requests fail "
+        "with a clear reason.",
+    )
+    token_file: Path | None = Field(
+        None, description="File holding this box's device token (`diaolou-hub devices token`), mode 0600."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"hub url must look like http(s)://HOST:PORT, got {value!r}")
+        if parts.username or parts.password:
+            raise ValueError("hub url must not hold credentials: the device token goes in token_file")
+        parts.port  # noqa: B018  (raises ValueError for a port that is no number or out of range)
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> HubLinkConfig:
+        if (self.url is None) != (self.token_file is None):
+            raise ValueError("give both hub.url and hub.token_file, or neither")
+        return self
+
+
 class Defaults(Strict):
     """Values merged into every camera; a camera's own keys win."""
 
@@ -416,6 +449,7 @@ class AgentConfig(Strict):
     device: Name = Field("box", description="This box's id, unique within the site.")
     storage: StorageConfig = Field(default_factory=StorageConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    hub: HubLinkConfig = Field(default_factory=HubLinkConfig)
     defaults: Defaults = Field(default_factory=Defaults)
     doors: dict[Name, DoorConfig] = Field(
         default_factory=dict,

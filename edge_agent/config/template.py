@@ -37,6 +37,8 @@ def render_config(
     models_dir: Path | None = None,
     mqtt_protocol: str | None = None,
     doors: list[tuple[str, str]] | None = None,
+    hub: str | None = None,
+    hub_token_file: Path | None = None,
 ) -> str:
     doors = doors or []
     repeated = sorted({name for name, _ in doors if [n for n, _ in doors].count(name) > 1})
@@ -56,6 +58,8 @@ def render_config(
         raw.setdefault("mqtt", {})["protocol"] = mqtt_protocol
     if models_dir is not None:
         raw["models_dir"] = str(models_dir)
+    if hub or hub_token_file:
+        raw["hub"] = {"url": hub, "token_file": str(hub_token_file) if hub_token_file else None}
     config = AgentConfig.model_validate(raw)  # raises ValidationError with the key path
     fields = AgentConfig.model_fields
     out = [
@@ -66,7 +70,7 @@ def render_config(
     ]
     for name in ("site", "device", "timezone", "models_dir"):
         out.extend(field_lines(name, fields[name], getattr(config, name), 0))
-    for name in ("storage", "mqtt", "defaults"):
+    for name in ("storage", "mqtt", "hub", "defaults"):
         out.append("")
         out.extend(field_lines(name, fields[name], getattr(config, name), 0))
     out.append("")
