@@ -203,7 +203,9 @@ def decode(model: type[M], payload: bytes) -> M:
         # ValueError, where json.loads would accept some and raise RecursionError on others.
         raw = from_json(payload, allow_inf_nan=False)
     except ValueError as exc:
-        raise ContractError("malformed", f"not JSON: {exc}") from None
+        # The parser's words for a lone surrogate (valid JSON syntax, invalid Unicode) say little.
+        hint = " (a \\u escape cut short, or a lone surrogate: not valid Unicode)" if "hex escape" in str(exc) else ""
+        raise ContractError("malformed", f"not JSON: {exc}{hint}") from None
     if not isinstance(raw, dict):
         raise ContractError("malformed", "payload is not a JSON object")
     if raw.get("v") != PROTOCOL_VERSION or type(raw.get("v")) is not int:

@@ -47,13 +47,13 @@ def as_bytes(payload: dict[str, Any] | bytes) -> bytes:
 
 POISON: list[tuple[str, str, dict[str, Any] | bytes, str]] = [
     # (test id, kind, payload, the words the rejection must contain)
-    ("lone surrogate in detail", "event", raw_event(detail={"s": "\ud800"}), "not JSON"),
+    ("lone surrogate in detail", "event", raw_event(detail={"s": "\ud800"}), "lone surrogate"),
     ("seq over 64 bits", "event", raw_event(seq=9223372036854775808), "seq"),
     (
         "lone surrogate in agent_version",
         "status",
         {"v": 1, "state": "online", "time": NOW, "agent_version": "\ud800"},
-        "not JSON",
+        "lone surrogate",
     ),
     (
         "NaN time",
