@@ -8,7 +8,7 @@ decodes at 1/2, 1/4 or 1/8 scale inside the DCT, so a thumbnail costs a few mill
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 from PIL import Image
@@ -34,9 +34,7 @@ def thumbnail(snapshot: Path) -> Path:
     if image.width > THUMB_WIDTH:
         height = max(1, round(image.height * THUMB_WIDTH / image.width))
         image = image.resize((THUMB_WIDTH, height), Image.Resampling.BILINEAR)
-    tmp = thumb.with_suffix(".part")
-    image.save(tmp, "JPEG", quality=THUMB_QUALITY, optimize=True)
-    data = tmp.read_bytes()
-    os.unlink(tmp)
-    write_atomic(thumb, data)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=THUMB_QUALITY, optimize=True)
+    write_atomic(thumb, out.getvalue())
     return thumb

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Literal
 
@@ -53,35 +53,42 @@ async def stream(
     principal: Principal = signed_in(),
 ) -> StreamingResponse:
     """Server-sent events: one `alert` event (JSON) per new alert, as the hub stores it."""
-    db_path = request.app.state.db_path
+    # One connection for the stream's life, not one per poll: a viewer polls twice a second.
+    conn = connect(request.app.state.db_path)
 
     def poll(cursor: str | None) -> AlertPage:
-        conn = connect(db_path)
+        return alerts.feed(conn, principal, camera=camera, after=cursor, limit=alerts.PAGE_MAX)
+
+    async def events() -> AsyncIterator[str]:
         try:
-            return alerts.feed(conn, principal, camera=camera, after=cursor, limit=alerts.PAGE_MAX)
+            async for chunk in _alert_events(request, poll, after):
+                yield chunk
         finally:
             conn.close()
 
-    async def events() -> AsyncIterator[str]:
-        cursor = after
-        if cursor is None:
-            cursor = (await run_in_threadpool(poll, None)).newest or "0:0"
-        idle = 0.0
-        yield "retry: 2000\n\n"
-        while not await request.is_disconnected():
-            page = await run_in_threadpool(poll, cursor)
-            for item in reversed(page.items):
-                yield f"event: alert\ndata: {item.model_dump_json()}\n\n"
-            if page.newest:
-                cursor = page.newest
-            idle = 0.0 if page.items else idle + STREAM_POLL_SECONDS
-            if idle >= STREAM_KEEPALIVE_SECONDS:
-                yield ": keepalive\n\n"
-                idle = 0.0
-            await asyncio.sleep(STREAM_POLL_SECONDS)
-
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+async def _alert_events(
+    request: Request, poll: Callable[[str | None], AlertPage], after: str | None
+) -> AsyncIterator[str]:
+    cursor = after
+    if cursor is None:
+        cursor = (await run_in_threadpool(poll, None)).newest or "0:0"
+    idle = 0.0
+    yield "retry: 2000\n\n"
+    while not await request.is_disconnected():
+        page = await run_in_threadpool(poll, cursor)
+        for item in reversed(page.items):
+            yield f"event: alert\ndata: {item.model_dump_json()}\n\n"
+        if page.newest:
+            cursor = page.newest
+        idle = 0.0 if page.items else idle + STREAM_POLL_SECONDS
+        if idle >= STREAM_KEEPALIVE_SECONDS:
+            yield ": keepalive\n\n"
+            idle = 0.0
+        await asyncio.sleep(STREAM_POLL_SECONDS)
 
 
 @router.get("/{alert_id}", response_model=Alert)
