@@ -190,6 +190,9 @@ class UserCreate(ApiModel):
     role: Role
     cameras: list[CameraId] = Field(default_factory=list)
     sites: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list)
+    buildings: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        default_factory=list, description="Buildings a dorm manager runs."
+    )
     locale: Locale = "zh"
 
 
@@ -206,3 +209,69 @@ class ApiTokenCreated(ApiModel):
     token: str = Field(description="Shown once; the hub keeps only its SHA-256.")
     name: str
     expires: float
+
+
+CardState = Literal["active", "suspended", "lost", "returned", "revoked"]
+CardFormat = Literal["wiegand26", "wiegand34", "number"]
+BuildingName = Annotated[str, Field(pattern=NAME_PATTERN, description="A building id, e.g. b07.")]
+
+
+class Card(ApiModel):
+    id: int
+    format: CardFormat = Field(description="wiegand26, wiegand34, or number (a UID a keyboard-wedge reader types).")
+    number: str = Field(description="As printed: FACILITY/NUMBER for Wiegand cards, the digits otherwise.")
+    state: CardState
+    valid_from: float | None = Field(description="Valid from, epoch seconds UTC; null: at once.")
+    valid_until: float | None = Field(description="Valid until, epoch seconds UTC; null: no end.")
+    max_uses: int | None = Field(description="A visitor pass's number of entries; null: no limit.")
+    issued: float
+    changed: float
+
+
+class Resident(ApiModel):
+    employee_no: str
+    name: str
+    company: str
+    building: str
+    room: str
+    phone: str
+    kind: Literal["resident", "visitor"]
+    cards: list[Card]
+
+
+class ResidentList(ApiModel):
+    items: list[Resident]
+
+
+class CardIssue(ApiModel):
+    """A card for a resident (added or updated by employee number) or a visitor pass."""
+
+    employee_no: str = Field(min_length=1, max_length=100, description="The resident's employee number.")
+    name: str = Field(min_length=1, max_length=100, description="Name as on the resident's ID.")
+    company: str = Field("", max_length=100, description="Employer.")
+    building: BuildingName
+    room: str = Field("", max_length=100, description="Room number.")
+    phone: str = Field("", max_length=100, description="Contact phone.")
+    kind: Literal["resident", "visitor"] = Field("resident", description="visitor: a pass that expires.")
+    card_number: str = Field(min_length=1, max_length=100, description="FACILITY/NUMBER or the digits.")
+    card_format: str = Field(min_length=1, max_length=20, description="wiegand26, wiegand34, number or uid.")
+    valid_until: float | None = Field(None, description="Epoch seconds UTC; a visitor pass needs one.")
+    max_uses: int | None = Field(None, ge=1, le=1000, description="Entries a visitor pass allows.")
+
+
+class CardReplace(ApiModel):
+    """A lost card's replacement: the old card is marked lost and stops working at once."""
+
+    card_number: str = Field(min_length=1, max_length=100, description="The new card: FACILITY/NUMBER or digits.")
+    card_format: str = Field(min_length=1, max_length=20, description="wiegand26, wiegand34, number or uid.")
+
+
+class CardStateChange(ApiModel):
+    state: Literal["active", "suspended", "returned", "revoked"] = Field(
+        description="suspended: stops working until set active again; returned, revoked: for good."
+    )
+
+
+class ImportReport(ApiModel):
+    residents: int = Field(description="Residents added or updated.")
+    cards: int = Field(description="Cards added or updated.")

@@ -19,17 +19,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-Format = Literal["wiegand26", "wiegand34", "number"]
-FORMATS: tuple[Format, ...] = ("wiegand26", "wiegand34", "number")
+from common.residents_csv import MAX_WEDGE_DIGITS, WIEGAND_LAYOUT, Format
 
-# Facility bits, number bits of each Wiegand layout (parity bits excluded).
-WIEGAND_LAYOUT: dict[int, tuple[int, int]] = {26: (8, 16), 34: (16, 16)}
-
-# A keyboard-wedge reader types the card number; 18 digits always fit SQLite's 64-bit integers
-# and cover every UID a wedge reader prints (10 digits for a 32-bit UID, 17 for a 56-bit one).
-MAX_WEDGE_DIGITS = 18
 # Longer than any frame of a supported format: enough to say "too long" without keeping megabytes.
 MAX_FRAME_CHARS = 64
 
@@ -37,8 +29,6 @@ MAX_FRAME_CHARS = 64
 # silence. Pulses closer than this are contact bounce or noise, not data.
 MIN_PULSE_SPACING_S = 0.000_2
 MAX_PULSE_SPACING_S = 0.025
-
-NO_FACILITY = -1  # a keyboard-wedge number has no facility code
 
 
 class CardReadError(ValueError):

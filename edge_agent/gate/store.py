@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.gate.credential import NO_FACILITY
+from common.residents_csv import NO_FACILITY
 
 GATE_DB = "gate.db"
 

@@ -48,13 +48,21 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     conn = cli_connection(config)
     try:
         user = accounts.add_user(
-            conn, audit.CLI, args.username, password, args.role, args.camera or [], args.site or [], args.locale
+            conn,
+            audit.CLI,
+            args.username,
+            password,
+            args.role,
+            args.camera or [],
+            args.site or [],
+            args.locale,
+            args.building or [],
         )
     except accounts.AccountError as exc:
         raise CommandError(str(exc)) from None
     finally:
         conn.close()
-    scope = ", ".join(user.cameras or user.sites)
+    scope = ", ".join(user.cameras or user.sites or user.buildings)
     print(f"added {user.username} ({user.role}{': ' + scope if scope else ''})")
     return 0
 
@@ -133,6 +141,7 @@ def register_people_commands(command: Commands, sub: SubParsers) -> None:
     p.add_argument("--role", required=True, choices=ROLES)
     p.add_argument("--camera", action="append", help="A shop owner's camera id (site.device.camera); repeat.")
     p.add_argument("--site", action="append", help="A police user's site; repeat.")
+    p.add_argument("--building", action="append", help="A dorm manager's building; repeat.")
     p.add_argument("--locale", choices=["zh", "en"], default="zh", help="The web UI's language for this user.")
     p = command("list", cmd_users_list, "List users, roles and scopes.", users_sub)
     p.add_argument("--config", required=True)

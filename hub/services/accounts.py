@@ -64,7 +64,7 @@ def check_password_rules(password: str) -> None:
         raise AccountError("the password must have at most 256 characters")
 
 
-def _scopes(role: str, cameras: list[str], sites: list[str]) -> list[tuple[str, str]]:
+def _scopes(role: str, cameras: list[str], sites: list[str], buildings: list[str]) -> list[tuple[str, str]]:
     for camera in cameras:
         if split_camera_id(camera) is None:
             raise AccountError(f"{camera!r} is not a camera id (site.device.camera, e.g. lanxi.shop-12.door)")
@@ -75,7 +75,12 @@ def _scopes(role: str, cameras: list[str], sites: list[str]) -> list[tuple[str, 
         raise AccountError(f"--camera is for shop owners; a {role} sees cameras through its role")
     if sites and role != "police":
         raise AccountError(f"--site is for police users; a {role} does not take sites")
-    return [("camera", c) for c in cameras] + [("site", s) for s in sites]
+    for building in buildings:
+        if not is_site_name(building):
+            raise AccountError(f"{building!r} is not a building id (lower-case letters, digits, - and _)")
+    if buildings and role != "dorm_manager":
+        raise AccountError(f"--building is for dorm managers; a {role} does not take buildings")
+    return [("camera", c) for c in cameras] + [("site", s) for s in sites] + [("building", b) for b in buildings]
 
 
 def add_user(
@@ -87,13 +92,14 @@ def add_user(
     cameras: list[str] | None = None,
     sites: list[str] | None = None,
     locale: Locale = "zh",
+    buildings: list[str] | None = None,
 ) -> User:
     if role not in ROLES:
         raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
     if not re.match(USERNAME_PATTERN, username):
         raise AccountError(f"invalid user name {username!r}: 2-63 lower-case letters, digits, '.', '_' or '-'")
     check_password_rules(password)
-    scopes = _scopes(role, list(cameras or []), list(sites or []))
+    scopes = _scopes(role, list(cameras or []), list(sites or []), list(buildings or []))
     digest = hash_password(password)
     now = time.time()
     with transaction(conn):
@@ -110,7 +116,16 @@ def add_user(
             "INSERT OR IGNORE INTO user_scopes (user_id, kind, value) VALUES (?, ?, ?)",
             [(user_id, kind, value) for kind, value in scopes],
         )
-        audit.record(conn, actor, "user.add", username, role=role, cameras=cameras or [], sites=sites or [])
+        audit.record(
+            conn,
+            actor,
+            "user.add",
+            username,
+            role=role,
+            cameras=cameras or [],
+            sites=sites or [],
+            buildings=buildings or [],
+        )
     return get_user(conn, username)
 
 

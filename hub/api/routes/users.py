@@ -28,6 +28,7 @@ def add_user(body: UserCreate, request: Request, conn: Conn, principal: Principa
             list(body.cameras),
             list(body.sites),
             body.locale,
+            list(body.buildings),
         )
     except accounts.AccountError as exc:
         raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from None

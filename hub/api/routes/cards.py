@@ -1,0 +1,86 @@
+"""Residents and their cards (dorm managers, for their buildings; admins): list, issue, replace a
+lost card, suspend, return, revoke, import a CSV. The same service as `diaolou-hub cards`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from common.residents_csv import MAX_FILE_BYTES, ResidentsCsvError
+from hub.api.deps import Conn, actor, allow
+from hub.models import Card, CardIssue, CardReplace, CardStateChange, ImportReport, Principal, ResidentList
+from hub.services import cards
+
+router = APIRouter(prefix="/api/v1/cards", tags=["cards"])
+
+
+def _refused(exc: cards.CardError) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
+
+
+@router.get("/residents", response_model=ResidentList)
+def list_residents(
+    conn: Conn,
+    building: str | None = Query(None, max_length=64, description="Only this building."),
+    q: str | None = Query(None, max_length=100, description="Employee number or name contains this, or the room."),
+    principal: Principal = allow("admin", "dorm_manager"),
+) -> ResidentList:
+    return ResidentList(items=cards.residents(conn, principal, building or None, q or None))
+
+
+@router.post("", response_model=Card, status_code=201)
+def issue(body: CardIssue, request: Request, conn: Conn, principal: Principal = allow("admin", "dorm_manager")) -> Card:
+    try:
+        return cards.issue(conn, actor(request, principal), principal, body)
+    except cards.CardError as exc:
+        raise _refused(exc) from None
+
+
+@router.post("/{card_id}/replace", response_model=Card, status_code=201)
+def replace(
+    card_id: int,
+    body: CardReplace,
+    request: Request,
+    conn: Conn,
+    principal: Principal = allow("admin", "dorm_manager"),
+) -> Card:
+    try:
+        return cards.replace(conn, actor(request, principal), principal, card_id, body.card_number, body.card_format)
+    except cards.CardError as exc:
+        raise _refused(exc) from None
+
+
+@router.post("/{card_id}/state", response_model=Card)
+def set_state(
+    card_id: int,
+    body: CardStateChange,
+    request: Request,
+    conn: Conn,
+    principal: Principal = allow("admin", "dorm_manager"),
+) -> Card:
+    try:
+        return cards.set_state(conn, actor(request, principal), principal, card_id, body.state)
+    except cards.CardError as exc:
+        raise _refused(exc) from None
+
+
+@router.post("/import", response_model=ImportReport)
+async def import_csv(
+    request: Request,
+    conn: Conn,
+    filename: str = Query("upload.csv", max_length=100, description="The file's name, for the errors and the audit."),
+    principal: Principal = allow("admin", "dorm_manager"),
+) -> ImportReport:
+    """A residents CSV as the request body (text/csv): all rows or none; a 422 lists every bad row."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_FILE_BYTES:
+            raise HTTPException(413, f"the file is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return cards.import_csv(
+            conn, actor(request, principal), principal, bytes(data), filename, request.app.state.config.web.time_zone
+        )
+    except ResidentsCsvError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except cards.CardError as exc:
+        raise _refused(exc) from None
