@@ -5,6 +5,7 @@ Defined once, imported by both sides. Importing it loads pydantic and nothing el
 from it (docs/gen_mqtt_doc.py).
 """
 
+from contract.access import AccessEntry, AccessListPart
 from contract.messages import (
     MAX_PAYLOAD_BYTES,
     PROTOCOL_VERSION,
@@ -26,6 +27,8 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "PROTOCOL_VERSION",
     "ROOT",
+    "AccessEntry",
+    "AccessListPart",
     "CameraHealth",
     "Command",
     "ContractError",

@@ -134,6 +134,13 @@ class Heartbeat(Message):
     outbox_depth: int = Field(0, ge=0, le=INT64_MAX)
     outbox_dropped: int = Field(0, ge=0, le=INT64_MAX)
     cameras: list[CameraHealth] = Field(default_factory=list)
+    access_list_version: int | None = Field(
+        None,
+        ge=0,
+        le=INT64_MAX,
+        description="A gate box: the version of the allow-list it decides on (0: none yet). Absent on a "
+        "camera box and on boxes older than the field.",
+    )
 
 
 class SnapshotRef(BaseModel):
@@ -145,7 +152,11 @@ class SnapshotRef(BaseModel):
     crop: Text | None = Field(None, max_length=300)
 
 
-EventKind = Literal["person", "camera_offline", "camera_back", "disk_full", "test"]
+# access: a gate's decision; door_alarm: forced or held open, repeated denials;
+# access_list_rejected: a list from the hub that failed its signature or version checks.
+EventKind = Literal[
+    "person", "camera_offline", "camera_back", "disk_full", "test", "access", "door_alarm", "access_list_rejected"
+]
 Phase = Literal["new", "update", "end", "instant"]
 
 

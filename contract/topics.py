@@ -11,6 +11,7 @@ and so the hub knows who sent a message without trusting the payload.
 | cmd/<name> | hub -> agent | 1 | no | Command |
 | reply | agent -> hub | 1 | no | Reply |
 | snapshot/<event id> | agent -> hub | 1 | no | the event's snapshot, a JPEG (raw bytes, not JSON) |
+| acl | hub -> agent | 1 | no | AccessListPart (contract/access.py): a gate's signed allow-list |
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ NAME = re.compile(NAME_PATTERN)
 EVENT_ID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
 EVENT_ID = re.compile(EVENT_ID_PATTERN)
 
-Kind = Literal["status", "heartbeat", "event", "cmd", "reply", "snapshot"]
-KINDS: tuple[Kind, ...] = ("status", "heartbeat", "event", "cmd", "reply", "snapshot")
+Kind = Literal["status", "heartbeat", "event", "cmd", "reply", "snapshot", "acl"]
+KINDS: tuple[Kind, ...] = ("status", "heartbeat", "event", "cmd", "reply", "snapshot", "acl")
 NAMED: tuple[Kind, ...] = ("cmd", "snapshot")  # kinds whose topic ends in a name
-QOS: dict[Kind, int] = {"status": 1, "heartbeat": 0, "event": 1, "cmd": 1, "reply": 1, "snapshot": 1}
+QOS: dict[Kind, int] = {"status": 1, "heartbeat": 0, "event": 1, "cmd": 1, "reply": 1, "snapshot": 1, "acl": 1}
 
 
 class TopicError(ValueError):

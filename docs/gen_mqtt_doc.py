@@ -41,12 +41,13 @@ from contract import (  # noqa: E402
     hub_subscriptions,
     topic,
 )
+from contract.access import AccessEntry, AccessListPart  # noqa: E402
 from contract.messages import Message  # noqa: E402
 from contract.topics import KINDS, QOS, Kind  # noqa: E402
 from hub.provision import HUB_USERNAME, device_acl, device_username, hub_acl  # noqa: E402
 
 SITE, DEVICE = "lanxi", "shop-box"  # a village shop's box, the running example
-MODELS: tuple[type[Message], ...] = (Status, Heartbeat, Event, Command, Reply)
+MODELS: tuple[type[Message], ...] = (Status, Heartbeat, Event, Command, Reply, AccessListPart)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,13 @@ KIND_INFO: dict[Kind, KindInfo] = {
         "`snapshot/<event id>`: the person event's snapshot, a JPEG of at most 64 KiB (raw bytes, not JSON), "
         "sent after the event's `new` and `end` messages; the end one (the best) replaces the first. "
         "The hub stores it as `snapshots/<site>/<device>/<event id>.jpg` beside hub.db.",
+    ),
+    "acl": KindInfo(
+        "hub → agent",
+        False,
+        AccessListPart,
+        "A gate box's allow-list, signed (Ed25519) and versioned: a snapshot or a delta, in parts "
+        "(contract/access.py, docs/gates.md). Sent at once when a card changes and when the box comes back.",
     ),
 }
 
@@ -187,8 +195,8 @@ Mosquitto's ACL file; everything not granted is denied.
 
 | Account | May publish | May read |
 |---|---|---|
-| device `<site>.<device>` | `{prefix}/status`, `/heartbeat`, `/event`, `/reply` | `{prefix}/cmd/#` |
-| hub | `diaolou/v1/+/+/cmd/#` | `diaolou/v1/#`, `$SYS/broker/#` (Mosquitto's counters) |
+| device `<site>.<device>` | `{prefix}/status`, `/heartbeat`, `/event`, `/reply` | `{prefix}/cmd/#`, `{prefix}/acl` |
+| hub | `diaolou/v1/+/+/cmd/#`, `diaolou/v1/+/+/acl` | `diaolou/v1/#`, `$SYS/broker/#` (Mosquitto's counters) |
 
 The blocks as written for the hub and for device `{SITE}/{DEVICE}`:
 
@@ -443,7 +451,54 @@ def examples() -> list[Example]:
             ),
             "reply",
         ),
+        Example(
+            "Access list: one card revoked (a delta)",
+            access_list_example(),
+            "acl",
+            note="The body is zlib-compressed JSON of `AccessEntry` objects; a 10,000-card snapshot takes a few "
+            "parts. The gate box of this example is `b07-gate`.",
+        ),
     ]
+
+
+def access_list_example() -> AccessListPart:
+    """A real signed one-part delta (a revoked card), signed by a fixed example key."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from contract.access import digest_of, pack_entries, signed_bytes, split_body
+
+    entry = AccessEntry(
+        format="wiegand26",
+        bits=26,
+        facility=12,
+        number=34567,
+        raw="12/34567",
+        state="revoked",
+        employee_no="E001",
+        name="李伟",
+        building="b07",
+        room="301",
+    )
+    body = pack_entries([entry])
+    digest = digest_of(body)
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    header = signed_bytes(SITE, "b07-gate", "delta", 1843, 1842, T0 + 700, 1, digest)
+    return AccessListPart(
+        site=SITE,
+        device="b07-gate",
+        kind="delta",
+        version=1843,
+        base=1842,
+        issued=T0 + 700,
+        part=0,
+        parts=1,
+        digest=digest,
+        key_id="5f1c0e2a9b3d4c6e",
+        signature=base64.b64encode(key.sign(header)).decode("ascii"),
+        data=split_body(body)[0],
+    )
 
 
 def pretty(message: Message) -> str:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contract import Command, ContractError, Reply, decode, device_prefix
+from contract import Command, ContractError, Event, Reply, decode, device_prefix, topic
 from edge_agent.capture.camera import CameraStatus, CameraWorker
 from edge_agent.capture.sources import StreamSpec, resolve_sources
 from edge_agent.clock import WallClock
@@ -23,7 +23,11 @@ from edge_agent.comms.clip_job import ClipJobs
 from edge_agent.comms.shipping import EventShipper
 from edge_agent.comms.writer import OutboxWriter
 from edge_agent.config.schema import AgentConfig, CameraConfig
+from edge_agent.events.ids import new_event_id
 from edge_agent.events.store import EventStore, Shipper
+from edge_agent.gate.service import Gate
+from edge_agent.gate.store import list_version, open_db
+from edge_agent.gate.sync import ListReceiver, ListRejected
 from edge_agent.memory import limit_malloc_arenas
 from edge_agent.record.index import INDEX_NAME, SegmentIndex
 from edge_agent.record.recorder import SegmentRecorder
@@ -68,7 +72,9 @@ class Agent:
         self.config = config
         # The way out first: the event store is made with its shipper, which writes to the outbox.
         self.outbox = Outbox.at(config.storage.root, config.mqtt.outbox_max_mb)
-        self.heartbeats = HeartbeatBuilder(config, self.outbox)
+        self.gate: Gate | None = Gate(config, create=True) if config.doors else None
+        self.lists: ListReceiver | None = None
+        self.heartbeats = HeartbeatBuilder(config, self.outbox, self._list_version if self.gate else None)
         self.link: MqttLink | None = None
         if config.mqtt.enabled:
             self.link = MqttLink.for_agent(
@@ -99,6 +105,11 @@ class Agent:
         self.workers: list[CameraWorker] = []
         self.analysis: dict[str, AnalysisWorker] = {}
         self.ledgers: dict[str, ActivityLedger] = {}  # per camera: fills the segments' motion columns
+        if self.gate is not None and config.hub.list_key is not None and self.link is not None:
+            # Its own connection: lists are written from the MQTT thread while doors decide.
+            self.lists = ListReceiver(
+                open_db(self.gate.path), config.site, config.device, config.hub.list_key, self._list_rejected
+            )
 
     def start(self) -> None:
         # One agent per ring buffer; `test-alarm` checks this lock to use the running agent's session.
@@ -141,6 +152,8 @@ class Agent:
             log.info("MQTT link disabled (mqtt.enabled: false): events stay on this box")
             return
         self.link.subscribe(f"{device_prefix(self.config.site, self.config.device)}/cmd/+", self._on_command)
+        if self.lists is not None:
+            self.link.subscribe(topic(self.config.site, self.config.device, "acl"), self._on_list)
         self.link.start()
         pending = self.events.queue_pending()
         if pending:
@@ -167,6 +180,22 @@ class Agent:
         else:
             reply = Reply(id=command.id, ok=False, time=now, error=f"unknown command {name!r}")
         self.writer.reply(reply)
+
+    def _on_list(self, topic_name: str, payload: bytes) -> None:
+        if self.lists is not None:
+            self.lists.receive(payload)
+
+    def _list_version(self) -> int:
+        if self.lists is not None:
+            return list_version(self.lists.db)
+        return list_version(self.gate.db) if self.gate is not None else 0
+
+    def _list_rejected(self, rejection: ListRejected) -> None:
+        """A list that failed its checks is an alarm at the hub, not only a line in this box's log."""
+        now = self.clock.now()
+        detail = {"reason": rejection.reason, "message": str(rejection)[:500], "version": rejection.version}
+        event = Event(id=new_event_id(now), kind="access_list_rejected", phase="instant", time=now, detail=detail)
+        self.writer.event(event)
 
     def _start_analysis(self, name: str, camera: CameraConfig, spec: StreamSpec) -> None:
         # Imported here: a record-only agent never loads onnxruntime or OpenCV (~40 MB resident).
@@ -277,5 +306,9 @@ class Agent:
             log.warning("could not write status: %s", exc)
         self.outbox.close()
         self.storage.close()
+        if self.lists is not None:
+            self.lists.db.close()
+        if self.gate is not None:
+            self.gate.close()
         self.lock.release()
         log.info("agent stopped")

@@ -149,6 +149,7 @@ def device_acl(site: str, device: str) -> list[str]:
     lines += [f"topic write {topic(site, device, kind)}" for kind in ("status", "heartbeat", "event", "reply")]
     lines.append(f"topic write {device_prefix(site, device)}/snapshot/+")
     lines.append(f"topic read {device_prefix(site, device)}/cmd/#")
+    lines.append(f"topic read {topic(site, device, 'acl')}")
     return lines
 
 
@@ -161,6 +162,7 @@ def hub_acl(username: str = HUB_USERNAME) -> list[str]:
         f"user {username}",
         f"topic read {ROOT}/{VERSION}/#",
         f"topic write {ROOT}/{VERSION}/+/+/cmd/#",
+        f"topic write {ROOT}/{VERSION}/+/+/acl",
         "topic read $SYS/broker/#",
     ]
 

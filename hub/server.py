@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 import uvicorn
 
+from hub.access_sync import ListSender
 from hub.api.app import create_app
 from hub.broker import BrokerStartError, EmbeddedBroker
 from hub.commands_out import CommandSender
@@ -49,6 +50,7 @@ class HubServer:
         self.ingest: Ingest | None = None
         self.notifier: Notifier | None = None
         self.commands: CommandSender | None = None
+        self.lists: ListSender | None = None
         self._web: _Web | None = None
 
     def start(self) -> None:
@@ -78,6 +80,9 @@ class HubServer:
             # account may publish to cmd/ topics, and a box that is offline gets them on return.
             self.commands = CommandSender(config.db_path, self._publish)
             self.commands.start()
+            # Signed allow-lists to gate boxes, on the same session (the hub may write .../acl).
+            self.lists = ListSender(config.db_path, config.data_dir, self._publish)
+            self.lists.start()
             self._start_web()
         except BaseException:
             self.stop()
@@ -134,6 +139,9 @@ class HubServer:
         if self.commands is not None:
             self.commands.stop()
             self.commands = None
+        if self.lists is not None:
+            self.lists.stop()
+            self.lists = None
         if self.notifier is not None:
             self.notifier.stop()
             self.notifier = None

@@ -261,6 +261,8 @@ def test_device_cannot_publish_under_another_prefix(site: Site) -> None:
         topic("s1", "d2", "status"),  # a neighbour's retained status (would fake it offline)
         topic("s2", "d1", "event"),  # the same device name at another site
         topic("s1", "d1", "cmd", "live"),  # commands are the hub's
+        topic("s1", "d1", "acl"),  # so are allow-lists, its own included
+        topic("s1", "d2", "acl"),  # a list for a neighbour's gate
         "diaolou/v1/s1/d1/other",  # not a contract topic
         "diaolou/v2/s1/d1/event",  # another protocol version
         "diaolou/v1/s1/d1",
@@ -279,7 +281,7 @@ def test_device_cannot_read_other_devices(site: Site) -> None:
     # Mosquitto 2.0.11 grants these subscriptions (SUBACK) and filters each message by the read
     # ACL on delivery, so what counts is what arrives.
     d1.subscribe("diaolou/v1/s1/d2/cmd/#", "diaolou/v1/+/+/event", "diaolou/v1/+/+/status", "diaolou/#", "#", "$SYS/#")
-    d1.subscribe("diaolou/v1/s1/d1/cmd/#")
+    d1.subscribe("diaolou/v1/s1/d1/cmd/#", topic("s1", "d1", "acl"))
     d2 = site.connected(site.d2)
     other = site.connected(site.other)
     assert accepted(d2.publish(topic("s1", "d2", "event"), event()))
@@ -287,12 +289,14 @@ def test_device_cannot_read_other_devices(site: Site) -> None:
     assert accepted(other.publish(topic("s2", "d1", "event"), event()))
     assert accepted(hub.publish(topic("s1", "d2", "cmd", "live"), command()))
     assert accepted(hub.publish(topic("s2", "d1", "cmd", "live"), command()))
+    assert accepted(hub.publish(topic("s1", "d2", "acl"), b"{}"))  # a neighbour gate's allow-list
+    assert accepted(hub.publish(topic("s1", "d1", "acl"), b"{}"))
     # Last: d1's own command. Messages to d1 leave the broker in order, so everything before it
     # that d1 were allowed to read would already be there.
     assert accepted(hub.publish(topic("s1", "d1", "cmd", "live"), command()))
     assert d1.wait_topic(topic("s1", "d1", "cmd", "live"))
     time.sleep(0.3)  # and nothing else trickles in afterwards
-    assert set(d1.topics()) == {topic("s1", "d1", "cmd", "live")}
+    assert set(d1.topics()) == {topic("s1", "d1", "acl"), topic("s1", "d1", "cmd", "live")}
 
 
 def test_last_will_only_on_the_devices_own_status(site: Site) -> None:

@@ -17,7 +17,14 @@ from tests.conftest import REPO
 DOC = REPO / "docs" / "mqtt.md"
 # <!-- example Model topic --> followed by a ```json block (docs/gen_mqtt_doc.py writes them so).
 EXAMPLE = re.compile(r"<!-- example (\w+) (\S+) -->\n```json\n(.*?)\n```", re.DOTALL)
-KIND_MODEL = {"status": "Status", "heartbeat": "Heartbeat", "event": "Event", "cmd": "Command", "reply": "Reply"}
+KIND_MODEL = {
+    "status": "Status",
+    "heartbeat": "Heartbeat",
+    "event": "Event",
+    "cmd": "Command",
+    "reply": "Reply",
+    "acl": "AccessListPart",
+}
 
 
 def test_mqtt_doc_is_current() -> None:

@@ -12,7 +12,7 @@ import logging
 import resource
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from contract import CameraHealth, Heartbeat
@@ -81,9 +81,12 @@ def camera_health(status: CameraStatus, recording: bool, last_segment_end: float
 class HeartbeatBuilder:
     """Builds heartbeats for one agent; keeps the CPU sample between calls (CPU % over the interval)."""
 
-    def __init__(self, config: AgentConfig, outbox: Outbox | None = None) -> None:
+    def __init__(
+        self, config: AgentConfig, outbox: Outbox | None = None, list_version: Callable[[], int] | None = None
+    ) -> None:
         self.config = config
         self.outbox = outbox
+        self.list_version = list_version  # a gate box: the allow-list version it decides on
         self.started = time.monotonic()
         self._cpu_sample = (time.monotonic(), time.process_time())
 
@@ -127,4 +130,14 @@ class HeartbeatBuilder:
             outbox_depth=depth,
             outbox_dropped=dropped,
             cameras=cameras,
+            access_list_version=self._list_version(),
         )
+
+    def _list_version(self) -> int | None:
+        if self.list_version is None:
+            return None
+        try:
+            return self.list_version()
+        except Exception as exc:  # a busy gate.db must not stop heartbeats
+            log.warning("heartbeat: cannot read the allow-list version: %s", exc)
+            return None

@@ -356,6 +356,12 @@ class HubLinkConfig(Strict):
     token_file: Path | None = Field(
         None, description="File holding this box's device token (`diaolou-hub devices token`), mode 0600."
     )
+    list_key: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9+/]{43}=$",
+        description="A gate box: the hub's allow-list public key (base64, `diaolou-hub cards public-key`); only "
+        "lists it signed are applied. Unset: the box keeps the list it was given by `gate import`.",
+    )
 
     @field_validator("url")
     @classmethod

@@ -4,7 +4,7 @@ Nothing here touches the network, so a door opens for its residents whether the 
 is up or not. The rules, checked in this order (the first that refuses gives the reason):
 
 1. the door is configured (`unknown_door`), the card is on the list (`unknown_card`);
-2. the card is not `revoked` or `lost`, its holder not `revoked` or `suspended`;
+2. the card is not `revoked`, `lost` or `suspended`, its holder not `revoked` or `suspended`;
 3. now is inside the card's and the holder's validity windows (`not_yet_valid`, `expired`);
 4. a card with a maximum number of uses (a visitor pass) has uses left (`visitor_uses_exhausted`);
 5. the door's building is the holder's own (at any hour, holidays included), or one of the holder's
@@ -158,6 +158,8 @@ class Engine:
             return _refuse("revoked", f"card {label} was revoked", holder)
         if cstate == "lost":
             return _refuse("lost", f"card {label} was reported lost", holder)
+        if cstate == "suspended":
+            return _refuse("suspended", f"card {label} is suspended", holder)
         if hstate == "revoked":
             return _refuse("revoked", f"{holder.employee_no}'s access was revoked", holder)
         if hstate == "suspended":

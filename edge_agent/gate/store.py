@@ -4,7 +4,7 @@ Decisions never wait for the network, so everything they need is here: credentia
 through one unique index on facility, number and bit length), their holders, groups granting
 buildings on weekly schedules, the holiday calendar, the doors, and the little state a decision
 changes (a visitor pass's uses, who is inside an anti-passback area). The file is written by the
-importer today and by the hub-signed sync later; WAL mode lets the gate keep deciding while a
+importer and by the hub-signed sync (sync.py); WAL mode lets the gate keep deciding while a
 list is written in one transaction.
 """
 
@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS credentials (
     facility INTEGER NOT NULL,
     number INTEGER NOT NULL,
     raw TEXT NOT NULL DEFAULT '',
-    state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'lost', 'revoked')),
+    state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'suspended', 'lost', 'revoked')),
     valid_from REAL,
     valid_until REAL,
     max_uses INTEGER,
@@ -93,6 +93,12 @@ CREATE TABLE IF NOT EXISTS presence (
     time REAL NOT NULL,
     PRIMARY KEY (holder_id, area)
 );
+-- The version of the hub-signed list this file holds (edge_agent/gate/sync.py); none: 0.
+CREATE TABLE IF NOT EXISTS list_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    applied REAL NOT NULL
+);
 """
 
 
@@ -121,6 +127,12 @@ def open_db(path: Path, create: bool = True) -> sqlite3.Connection:
     db.execute("PRAGMA foreign_keys=ON")
     db.executescript(SCHEMA)
     return db
+
+
+def list_version(db: sqlite3.Connection) -> int:
+    """The hub-signed list version held (0: none, e.g. a list from `gate import` only)."""
+    row = db.execute("SELECT version FROM list_state WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
 
 
 def put_door(db: sqlite3.Connection, door: DoorRow) -> None:

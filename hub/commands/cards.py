@@ -79,3 +79,21 @@ def register_cards_commands(command: Commands, sub: SubParsers) -> None:
     p.add_argument("--config", required=True)
     for name in ("site", "device", "door", "building"):
         p.add_argument(f"--{name}", required=True)
+    p = command(
+        "public-key",
+        cmd_cards_public_key,
+        "The hub's allow-list public key (base64): set it as `hub.list_key` in each gate box's config.",
+        group_sub,
+    )
+    p.add_argument("--config", required=True)
+
+
+def cmd_cards_public_key(args: argparse.Namespace) -> int:
+    from hub.access_sync import list_public_key
+
+    config = load_hub_config(args.config)
+    try:
+        print(list_public_key(config.data_dir))
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot read or make the allow-list key in {config.data_dir}: {exc}") from None
+    return 0

@@ -31,11 +31,12 @@ def key_path(data_dir: Path) -> Path:
     return data_dir / KEY_FILE
 
 
-def load_or_create(data_dir: Path) -> Ed25519PrivateKey:
+def load_or_create(data_dir: Path, file_name: str = KEY_FILE) -> Ed25519PrivateKey:
     """The hub's signing key, generated and stored (mode 0600) the first time it is needed. A lock
-    makes two processes asking at once agree on one key."""
-    path = key_path(data_dir)
-    with locked(data_dir, ".evidence-key.lock"):
+    makes two processes asking at once agree on one key. `file_name`: another key of the hub (the
+    allow-list key is kept apart from the evidence key: each can be replaced alone)."""
+    path = data_dir / file_name
+    with locked(data_dir, f".{file_name}.lock"):
         if not path.exists():
             key = Ed25519PrivateKey.generate()
             pem = key.private_bytes(

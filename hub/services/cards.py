@@ -101,6 +101,8 @@ def set_door(conn: sqlite3.Connection, actor: audit.Actor, site: str, device: st
             "(site, device, door) DO UPDATE SET building = excluded.building",
             (site, device, door, building),
         )
+        # A new version for the building, so the box's next snapshot is newer than what it holds.
+        conn.execute("INSERT INTO list_changes (time, building, card_id) VALUES (?, ?, 0)", (time.time(), building))
         conn.execute(
             "INSERT INTO gate_lists (site, device, needs_snapshot) VALUES (?, ?, 1) ON CONFLICT (site, device) "
             "DO UPDATE SET needs_snapshot = 1",

@@ -1,0 +1,285 @@
+"""Allow-lists to the gate boxes: built from hub.db, signed with the hub's list key, sent on
+.../acl (contract/access.py) as soon as they change.
+
+`ListSender` watches `list_changes` (a cheap max() every `poll_seconds`, and at once when a route
+calls `wake()`), so a revocation leaves the hub well within a second. For each gate box (a box
+with doors bound in `gate_doors`) that is online it sends:
+
+- a snapshot (every card of the box's buildings) when the box has never had one, when its doors
+  changed, or when it reports no list;
+- a delta (the cards changed since the version it holds) when its buildings changed, or when it
+  comes back online (it gets what it missed before anything else), or when the version it reports
+  in its heartbeats lags the one sent for longer than `resend_seconds` (a list lost or refused).
+
+The box is the judge: it applies a list only if the signature holds and the version follows its
+own; a duplicate is refused as a replay and does no harm.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from contract.access import (
+    AccessEntry,
+    AccessListPart,
+    digest_of,
+    pack_entries,
+    signed_bytes,
+    split_body,
+)
+from contract.messages import encode
+from contract.topics import QOS, topic
+from hub.evidence.keys import key_id, load_or_create, public_b64, raw_public
+from hub.store import connect
+
+log = logging.getLogger("diaolou.hub.lists")
+LIST_KEY_FILE = "access-list-signing-key.pem"
+POLL_SECONDS = 0.2
+RESEND_SECONDS = 30.0
+Publish = Callable[[str, bytes, int], bool]
+
+_ENTRY = (
+    "SELECT c.format, c.bits, c.facility, c.number, c.raw, c.state, c.valid_from, c.valid_until, c.max_uses, "
+    "r.employee_no, r.name, r.building, r.room, r.kind FROM cards c JOIN residents r ON r.id = c.resident_id "
+)
+
+
+def list_key(data_dir: Path) -> Ed25519PrivateKey:
+    return load_or_create(data_dir, LIST_KEY_FILE)
+
+
+def list_public_key(data_dir: Path) -> str:
+    """What a gate's `hub.list_key` is set to (base64 of the raw 32 bytes)."""
+    return public_b64(raw_public(list_key(data_dir)))
+
+
+@dataclass(frozen=True)
+class GateList:
+    site: str
+    device: str
+    kind: Literal["snapshot", "delta"]
+    version: int
+    base: int
+    entries: list[AccessEntry]
+
+
+def gate_buildings(conn: sqlite3.Connection, site: str, device: str) -> list[str]:
+    rows = conn.execute("SELECT DISTINCT building FROM gate_doors WHERE site = ? AND device = ?", (site, device))
+    return sorted(r[0] for r in rows.fetchall())
+
+
+def _marks(values: list[str]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _entry(row: sqlite3.Row, buildings: list[str]) -> AccessEntry:
+    state = row["state"] if row["building"] in buildings else "removed"
+    return AccessEntry(
+        format=row["format"],
+        bits=row["bits"],
+        facility=row["facility"],
+        number=row["number"],
+        raw=row["raw"],
+        state="removed" if state == "returned" else state,
+        employee_no=row["employee_no"],
+        name=row["name"],
+        building=row["building"],
+        room=row["room"],
+        kind=row["kind"],
+        valid_from=row["valid_from"],
+        valid_until=row["valid_until"],
+        max_uses=row["max_uses"],
+    )
+
+
+def latest_version(conn: sqlite3.Connection, buildings: list[str]) -> int:
+    if not buildings:
+        return 0
+    row = conn.execute(f"SELECT max(version) FROM list_changes WHERE building IN ({_marks(buildings)})", buildings)
+    return int(row.fetchone()[0] or 0)
+
+
+def build_list(conn: sqlite3.Connection, site: str, device: str, base: int | None) -> GateList:
+    """A snapshot (base None) or the delta since `base`, at the newest version of the box's buildings.
+    A snapshot is at least version 1, so a box that has nothing (version 0) always takes it."""
+    buildings = gate_buildings(conn, site, device)
+    marks = _marks(buildings)
+    version = max(latest_version(conn, buildings), 1)
+    if base is None:
+        rows = conn.execute(
+            _ENTRY + f"WHERE r.building IN ({marks}) AND c.state IN ('active', 'suspended') ORDER BY c.id", buildings
+        ).fetchall()
+        return GateList(site, device, "snapshot", version, 0, [_entry(r, buildings) for r in rows])
+    rows = conn.execute(
+        _ENTRY + f"WHERE c.id IN (SELECT card_id FROM list_changes WHERE version > ? AND building IN ({marks})) "
+        "ORDER BY c.id",
+        [base, *buildings],
+    ).fetchall()
+    return GateList(site, device, "delta", version, base, [_entry(r, buildings) for r in rows])
+
+
+def sign_list(key: Ed25519PrivateKey, gate_list: GateList, issued: float | None = None) -> list[bytes]:
+    """The encoded AccessListPart payloads of `gate_list`, signed."""
+    body = pack_entries(gate_list.entries)
+    slices = split_body(body)
+    issued = time.time() if issued is None else issued
+    digest = digest_of(body)
+    g = gate_list
+    header = signed_bytes(g.site, g.device, g.kind, g.version, g.base, issued, len(slices), digest)
+    signature = base64.b64encode(key.sign(header)).decode("ascii")
+    kid = key_id(raw_public(key))
+    return [
+        encode(
+            AccessListPart(
+                site=g.site,
+                device=g.device,
+                kind=g.kind,
+                version=g.version,
+                base=g.base,
+                issued=issued,
+                part=i,
+                parts=len(slices),
+                digest=digest,
+                key_id=kid,
+                signature=signature,
+                data=data,
+            )
+        )
+        for i, data in enumerate(slices)
+    ]
+
+
+# Gate boxes with what was sent, what they last reported and when they last came online.
+_GATES = """
+SELECT g.site, g.device, l.sent_version, l.sent, l.needs_snapshot, d.state, d.status_received,
+       d.last_heartbeat FROM (SELECT DISTINCT site, device FROM gate_doors) g
+LEFT JOIN gate_lists l ON l.site = g.site AND l.device = g.device
+LEFT JOIN devices d ON d.site = g.site AND d.device = g.device
+"""
+
+
+def reported_version(last_heartbeat: str | None) -> int | None:
+    if not last_heartbeat:
+        return None
+    try:
+        value = json.loads(last_heartbeat).get("access_list_version")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def plan(row: sqlite3.Row, latest: int, now: float, resend_seconds: float) -> int | bool | None:
+    """What gate `row` needs: False nothing, None a snapshot, an int a delta from that version."""
+    reported = reported_version(row["last_heartbeat"])
+    sent: int | None = row["sent_version"]
+    sent_at: float = row["sent"] or 0.0
+    if row["needs_snapshot"] is None or row["needs_snapshot"] or sent is None:
+        return None
+    if (row["status_received"] or 0) > sent_at:  # back online since the last send
+        if not reported:
+            return None
+        return reported if reported < latest else False
+    if latest > sent:
+        return sent
+    if reported is not None and reported < sent and now - sent_at > resend_seconds:
+        return reported or None
+    return False
+
+
+class ListSender:
+    def __init__(
+        self,
+        db_path: Path,
+        data_dir: Path,
+        publish: Publish,
+        poll_seconds: float = POLL_SECONDS,
+        resend_seconds: float = RESEND_SECONDS,
+    ) -> None:
+        self.db_path = db_path
+        self.key = list_key(data_dir)
+        self.publish = publish
+        self.poll_seconds = poll_seconds
+        self.resend_seconds = resend_seconds
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="diaolou-hub-lists", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        conn = connect(self.db_path)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.run_once(conn)
+                except sqlite3.Error as exc:  # busy for a moment: the next round tries again
+                    log.warning("lists: %s", exc)
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+        finally:
+            conn.close()
+
+    def run_once(self, conn: sqlite3.Connection) -> int:
+        """Send what each online gate needs; returns how many lists were sent."""
+        sent = 0
+        now = time.time()
+        for row in conn.execute(_GATES).fetchall():
+            if row["state"] != "online":
+                continue
+            buildings = gate_buildings(conn, row["site"], row["device"])
+            decision = plan(row, max(latest_version(conn, buildings), 1), now, self.resend_seconds)
+            if decision is False:
+                if (row["status_received"] or 0) > (row["sent"] or 0):
+                    self._mark(conn, row["site"], row["device"], row["sent_version"], now)
+                continue
+            gate_list = build_list(conn, row["site"], row["device"], None if decision is None else int(decision))
+            if not self._send(gate_list):
+                break  # not connected: the next round tries again
+            self._mark(conn, row["site"], row["device"], gate_list.version, now)
+            log.info(
+                "sent %s v%d (base %d, %d cards) to %s/%s",
+                gate_list.kind,
+                gate_list.version,
+                gate_list.base,
+                len(gate_list.entries),
+                row["site"],
+                row["device"],
+            )
+            sent += 1
+        return sent
+
+    def _send(self, gate_list: GateList) -> bool:
+        name = topic(gate_list.site, gate_list.device, "acl")
+        return all(self.publish(name, payload, QOS["acl"]) for payload in sign_list(self.key, gate_list))
+
+    @staticmethod
+    def _mark(conn: sqlite3.Connection, site: str, device: str, version: int | None, now: float) -> None:
+        conn.execute(
+            "INSERT INTO gate_lists (site, device, sent_version, sent, needs_snapshot) VALUES (?, ?, ?, ?, 0) "
+            "ON CONFLICT (site, device) DO UPDATE SET sent_version = excluded.sent_version, sent = excluded.sent, "
+            "needs_snapshot = 0",
+            (site, device, version, now),
+        )
