@@ -29,6 +29,14 @@ from hub.store import connect, transaction
 log = logging.getLogger("diaolou.hub.commands")
 POLL_SECONDS = 1.0
 Publish = Callable[[str, bytes, int], bool]
+# Set by whoever just queued a command someone is waiting for (a timeline): the sender polls now
+# rather than at its next tick. The API and the sender share the hub's process.
+_WAKE = threading.Event()
+
+
+def wake() -> None:
+    _WAKE.set()
+
 
 _REPLIED = """
 SELECT c.id, c.name, r.ok, r.error, r.received FROM commands c
@@ -59,6 +67,7 @@ class CommandSender:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        _WAKE.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -67,11 +76,12 @@ class CommandSender:
         conn = connect(self.db_path)
         try:
             while not self._stop.is_set():
+                _WAKE.clear()  # before the poll: a wake during it makes the next wait return at once
                 try:
                     self.run_once(conn)
                 except sqlite3.Error as exc:  # busy or gone for a moment: the next poll tries again
                     log.warning("commands: %s", exc)
-                self._stop.wait(self.poll_seconds)
+                _WAKE.wait(self.poll_seconds)
         finally:
             conn.close()
 

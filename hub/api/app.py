@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hub import __version__
 from hub.api import access_pages, pages
 from hub.api.deps import LoginRedirect, Policy, policy_of
-from hub.api.routes import alerts, audit, auth, cameras, cards, clips, devices, notifications, users
+from hub.api.routes import alerts, audit, auth, cameras, cards, clips, devices, notifications, timeline, users
 from hub.config import HubConfig
 from hub.services.accounts import LoginPolicy
 from hub.store import open_store
@@ -35,6 +35,7 @@ ROUTERS: list[APIRouter] = [
     audit.router,
     notifications.router,
     clips.router,
+    timeline.router,
     cards.router,
     access_pages.router,
     pages.router,

@@ -126,7 +126,7 @@ def new_id(now: float) -> str:
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
-def _epoch(value: float | str, name: str) -> float:
+def parse_time(value: float | str, name: str) -> float:
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -195,7 +195,7 @@ def request(
     now = time.time() if now is None else now
     if alerts.get_camera(conn, principal, body.camera) is None:
         raise ClipRefused(404, f"no camera {body.camera!r}")
-    start, end = _epoch(body.start, "start"), _epoch(body.end, "end")
+    start, end = parse_time(body.start, "start"), parse_time(body.end, "end")
     if end <= start:
         raise ClipRefused(422, "the window's end must be after its start")
     if end - start > MAX_WINDOW_SECONDS:
