@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contract import Command, ContractError, Event, Reply, decode, device_prefix, topic
+from contract.holds import RELEASE_HOLD_COMMAND
 from contract.timeline import TIMELINE_COMMAND
 from edge_agent.capture.camera import CameraStatus, CameraWorker
 from edge_agent.capture.sources import StreamSpec, resolve_sources
 from edge_agent.clock import WallClock
-from edge_agent.comms import AgentLock, AgentLockHeld, HeartbeatBuilder, MqttLink, Outbox, timeline_cmd
+from edge_agent.comms import AgentLock, AgentLockHeld, HeartbeatBuilder, MqttLink, Outbox, storage_commands
 from edge_agent.comms.clip_job import ClipJobs
 from edge_agent.comms.shipping import EventShipper
 from edge_agent.comms.writer import OutboxWriter
@@ -179,7 +180,9 @@ class Agent:
             self.clip_jobs.handle(command)  # in a thread of its own; it replies when the hub holds the clip
             return
         elif name == TIMELINE_COMMAND:
-            reply = timeline_cmd.answer(self.index, list(self.config.cameras), command, now)
+            reply = storage_commands.answer(self.index, list(self.config.cameras), command, now)
+        elif name == RELEASE_HOLD_COMMAND:
+            reply = storage_commands.release_hold(self.index, command, now)
         else:
             reply = Reply(id=command.id, ok=False, time=now, error=f"unknown command {name!r}")
         self.writer.reply(reply)

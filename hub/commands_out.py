@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from contract.holds import RELEASE_HOLD_COMMAND
 from contract.topics import QOS, topic
-from hub.services import clips
+from hub.services import clips, holds
 from hub.store import connect, transaction
 
 log = logging.getLogger("diaolou.hub.commands")
@@ -39,7 +40,7 @@ def wake() -> None:
 
 
 _REPLIED = """
-SELECT c.id, c.name, r.ok, r.error, r.received FROM commands c
+SELECT c.id, c.name, r.ok, r.result, r.error, r.received FROM commands c
 JOIN replies r ON r.site = c.site AND r.device = c.device AND r.id = c.id
 WHERE c.replied IS NULL
 """
@@ -94,6 +95,8 @@ class CommandSender:
                 )
                 if row["name"] == "clip" and not row["ok"]:
                     clips.box_refused(conn, row["id"], row["error"] or "the box refused the clip command")
+                elif row["name"] == RELEASE_HOLD_COMMAND:
+                    holds.box_answered(conn, row["id"], bool(row["ok"]), row["result"], row["error"])
         sent = 0
         for row in conn.execute(_DUE).fetchall():
             name = topic(row["site"], row["device"], "cmd", row["name"])

@@ -122,6 +122,32 @@ def test_a_police_users_clip_is_built_held_and_uploaded_by_the_recording_agent(
         jobs = agent.root / JOBS_DIR
         assert Reply.model_validate_json((jobs / ready_id / "reply.json").read_bytes()).ok
         assert not (jobs / ready_id / "clip.mp4").exists()  # the hub holds it; the segments stay held
+
+        # Releasing the hold: admins only, with a reason; the box lets the window go; audited.
+        release = f"{base}/api/v1/clips/{ready_id}/release-hold"
+        refused = httpx.post(release, json={"reason": "case closed"}, headers=auth)
+        assert refused.status_code == 403, refused.text
+        admin = httpx.post(f"{base}/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+        admin_auth = {"Authorization": f"Bearer {admin.json()['token']}"}
+        assert httpx.post(release, json={"reason": "x"}, headers=admin_auth).status_code == 422  # no real reason
+        released = httpx.post(release, json={"reason": "案件 2026-140 closed"}, headers=admin_auth)
+        assert released.status_code == 202, released.text
+        assert wait_for(lambda: not [h for h in agent.index.holds("door") if ready_id in h.reason], WAIT)
+        assert httpx.post(release, json={"reason": "again, by mistake"}, headers=admin_auth).status_code == 409
+        conn = connect(config.db_path)
+        try:
+            assert wait_for(
+                lambda: conn.execute(
+                    "SELECT 1 FROM clip_custody WHERE clip = ? AND action = 'hold released'", (ready_id,)
+                ).fetchone(),
+                WAIT,
+            )
+            audited = conn.execute(
+                "SELECT actor, detail FROM audit WHERE action = 'clip.hold_release' AND target = ?", (ready_id,)
+            ).fetchall()
+        finally:
+            conn.close()
+        assert [(a["actor"], json.loads(a["detail"])["reason"]) for a in audited] == [("admin", "案件 2026-140 closed")]
     finally:
         agent.shutdown()
         assert hub.terminate() == 0

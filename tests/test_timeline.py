@@ -17,7 +17,7 @@ import pytest
 from contract import MAX_PAYLOAD_BYTES, Command, encode
 from contract.timeline import MAX_TIMELINE_ITEMS, TimelineRequest, TimelineResult
 from edge_agent.agent import Agent
-from edge_agent.comms import timeline_cmd
+from edge_agent.comms import storage_commands
 from edge_agent.config import parse_config
 from edge_agent.record.index import SegmentIndex
 from edge_agent.record.segment import Segment
@@ -125,13 +125,13 @@ def test_a_fragmented_day_is_merged_to_fit_one_message(tmp_path: Path) -> None:
         index.add(Segment("door", start, start + 6.0, f"door/{n}.mp4", 1000, "h264", 640, 360, 1, motion=0.5))
     index.flush()
     command = Command(id=uuid.uuid4().hex, time=day, args={"camera": "door", "start": day, "end": day + 86_400})
-    reply = timeline_cmd.answer(index, ["door"], command, day + 86_400)
+    reply = storage_commands.answer(index, ["door"], command, day + 86_400)
     assert reply.ok and len(encode(reply)) <= MAX_PAYLOAD_BYTES
     result = TimelineResult.model_validate(reply.result)
     assert result.merged_under >= 4.0 and 0 < len(result.spans) <= MAX_TIMELINE_ITEMS
     assert result.spans[0].start == day and result.spans[-1].end == day + 7999 * 10.0 + 6.0
     # A day too quiet to need it is exact.
-    quiet = timeline_cmd.timeline_result(index, TimelineRequest(camera="door", start=day, end=day + 100))
+    quiet = storage_commands.timeline_result(index, TimelineRequest(camera="door", start=day, end=day + 100))
     assert quiet.merged_under == 0 and len(quiet.spans) == 10 and quiet.gaps[0].start == day + 6.0
 
 
@@ -146,5 +146,5 @@ def test_a_fragmented_day_is_merged_to_fit_one_message(tmp_path: Path) -> None:
 )
 def test_the_box_refuses_a_bad_timeline_request(tmp_path: Path, args: dict[str, Any], error: str) -> None:
     command = Command(id="01JTIMELINE000000000000001", time=1_790_000_000.0, args=args)
-    reply = timeline_cmd.answer(SegmentIndex(tmp_path), ["door"], command, 1_790_000_000.0)
+    reply = storage_commands.answer(SegmentIndex(tmp_path), ["door"], command, 1_790_000_000.0)
     assert not reply.ok and reply.error is not None and error in reply.error

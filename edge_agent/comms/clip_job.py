@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from contract import Command, Reply
+from contract.holds import clip_hold_reason
 from edge_agent.config.schema import AgentConfig
 from edge_agent.record.clip import ClipError, export_clip
 from edge_agent.record.index import SegmentIndex
@@ -243,7 +244,7 @@ class ClipJobs:
 
     def _hold(self, args: ClipArgs) -> int:
         """The window's legal hold: one per clip, however often the command comes."""
-        reason = f"evidence clip {args.clip}"
+        reason = clip_hold_reason(args.clip)
         for hold in self.index.holds(args.camera):
             if hold.reason == reason:
                 return hold.id

@@ -148,7 +148,9 @@ def _paths(data_dir: Path, clip_id: str) -> tuple[Path, Path, Path]:
     return base / f"{clip_id}.mp4.part", base / f"{clip_id}.mp4", base / f"{clip_id}.manifest.json"
 
 
-def _custody(conn: sqlite3.Connection, clip_id: str, actor: Actor, action: str, now: float, **detail: object) -> None:
+def add_custody(
+    conn: sqlite3.Connection, clip_id: str, actor: Actor, action: str, now: float, **detail: object
+) -> None:
     conn.execute(
         "INSERT INTO clip_custody (clip, time, actor, role, action, detail) VALUES (?, ?, ?, ?, ?, ?)",
         (clip_id, now, actor.name, actor.role, action, json.dumps(detail, ensure_ascii=False, sort_keys=True)),
@@ -223,7 +225,7 @@ def request(
             "INSERT INTO commands (id, site, device, name, payload, created) VALUES (?, ?, ?, 'clip', ?, ?)",
             (clip_id, site, device, command.model_dump_json(), now),
         )
-        _custody(
+        add_custody(
             conn, clip_id, actor, "requested", now, reason=body.reason, start=package.iso(start), end=package.iso(end)
         )
         audit.record(conn, actor, "clip.request", clip_id, camera=body.camera, start=start, end=end, reason=body.reason)
@@ -255,7 +257,7 @@ def package_to(
         raise ClipRefused(409, f"clip {clip.id} is {clip.status}, not ready: no package yet")
     now = time.time()
     with transaction(conn):
-        _custody(conn, clip.id, actor, "downloaded", now, address=actor.address)
+        add_custody(conn, clip.id, actor, "downloaded", now, address=actor.address)
         audit.record(conn, actor, "clip.download", clip.id, camera=clip.camera, sha256=clip.sha256)
     _, mp4, manifest_path = _paths(data_dir, clip.id)
     manifest = manifest_path.read_bytes()
@@ -309,10 +311,10 @@ def report(conn: sqlite3.Connection, caller: DeviceCaller, address: str | None, 
                 "UPDATE clips SET status = 'failed', error = ?, updated = ? WHERE id = ?",
                 (body.error or "the box gave no reason", now, row["id"]),
             )
-            _custody(conn, row["id"], caller.actor(address), "failed", now, error=body.error)
+            add_custody(conn, row["id"], caller.actor(address), "failed", now, error=body.error)
         else:
             if row["status"] == "queued":
-                _custody(conn, row["id"], caller.actor(address), "building", now)
+                add_custody(conn, row["id"], caller.actor(address), "building", now)
             conn.execute(
                 "UPDATE clips SET status = 'building', progress = ?, updated = ? WHERE id = ?",
                 (body.progress, now, row["id"]),
@@ -361,7 +363,7 @@ def upload_chunk(
             os.fsync(fh.fileno())
         received = start + len(body)
         if row["status"] != "uploading":
-            _custody(conn, row["id"], caller.actor(None), "uploading", now, bytes=total)
+            add_custody(conn, row["id"], caller.actor(None), "uploading", now, bytes=total)
         conn.execute(
             "UPDATE clips SET status = 'uploading', bytes = ?, received = ?, progress = ?, updated = ? WHERE id = ?",
             (total, received, received / total, now, row["id"]),
@@ -419,7 +421,7 @@ def store_manifest(
                 "ready = ?, updated = ? WHERE id = ?",
                 (digest, hashlib.sha256(raw).hexdigest(), now, now, row["id"]),
             )
-            _custody(
+            add_custody(
                 conn,
                 row["id"],
                 actor,
@@ -436,7 +438,7 @@ def store_manifest(
                 "UPDATE clips SET received = 0, bytes = NULL, progress = 0, error = ?, updated = ? WHERE id = ?",
                 (f"upload refused and discarded: {problem}", now, clip_id),
             )
-            _custody(conn, clip_id, actor, "upload-refused", now, problem=problem)
+            add_custody(conn, clip_id, actor, "upload-refused", now, problem=problem)
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
         raise ClipRefused(422, f"{problem}: the upload was discarded, send it again")
@@ -454,7 +456,7 @@ def box_refused(conn: sqlite3.Connection, clip_id: str, error: str) -> None:
     now = time.time()
     conn.execute("UPDATE clips SET status = 'failed', error = ?, updated = ? WHERE id = ?", (error, now, clip_id))
     caller = DeviceCaller(row["site"], row["device"])
-    _custody(conn, clip_id, caller.actor(None), "failed", now, error=error)
+    add_custody(conn, clip_id, caller.actor(None), "failed", now, error=error)
 
 
 # --- box credentials ----------------------------------------------------------------------------

@@ -21,13 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import Conn, actor, client_address, device, signed_in
+from hub.api.deps import Conn, actor, allow, client_address, device, signed_in
 from hub.evidence import keys
 from hub.models import Principal
-from hub.services import clips
+from hub.services import clips, holds
 from hub.services.clips import Clip, ClipList, ClipReport, ClipRequest, DeviceCaller
+from hub.services.holds import HoldRelease, ReleaseHold
 
 router = APIRouter(tags=["clips"])
+ADMIN = allow("admin")
 DEVICE = device()  # the boxes' routes: module level, as ruff's B008 wants for a call not listed in pyproject
 
 
@@ -111,6 +113,17 @@ def public_key(request: Request, principal: Principal = signed_in()) -> PublicKe
     """The key that signs evidence packages: give it to whoever verifies them offline."""
     raw = keys.raw_public(keys.load_or_create(request.app.state.data_dir))
     return PublicKey(public_key=keys.public_b64(raw), key_id=keys.key_id(raw), pem=keys.public_pem(raw))
+
+
+@router.post("/api/v1/clips/{clip_id}/release-hold", response_model=HoldRelease, status_code=202)
+def release_hold(
+    clip_id: str, body: ReleaseHold, request: Request, conn: Conn, principal: Principal = ADMIN
+) -> HoldRelease:
+    """Admins only: release the legal hold the clip put on the box's recording, with a reason
+    (audited, and in the clip's chain of custody). The box releases it when it is next online;
+    the hub keeps the clip. 409 if already released."""
+    with _refusals():
+        return holds.release(conn, principal, actor(request, principal), clip_id, body)
 
 
 # --- boxes --------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The box's answer to the hub's `timeline` command (contract/timeline.py): recorded spans, gaps
-(with why) and motion of one camera in a window of at most a day, from the ring-buffer index.
+"""The box's answers to the hub's commands about its ring buffer. `timeline` (contract/timeline.py):
+recorded spans, gaps (with why) and motion of one camera in a window of at most a day, from the
+index. `release_hold` (contract/holds.py): an admin released an evidence clip's legal hold.
 
 A reply is one MQTT message, so when a day is too fragmented to list (a camera that drops out
 every few seconds) spans closer than a tolerance are merged, doubling it until every list fits;
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from contract.holds import ReleaseHoldRequest, ReleaseHoldResult, clip_hold_reason
 from contract.messages import Command, Reply
 from contract.timeline import (
     MAX_TIMELINE_ITEMS,
@@ -93,3 +95,14 @@ def answer(index: SegmentIndex, cameras: Sequence[str], command: Command, now: f
         return Reply(id=command.id, ok=False, time=now, error="a timeline window is at most a day: ask a day at a time")
     result = timeline_result(index, request)
     return Reply(id=command.id, ok=True, time=now, result=result.model_dump(mode="json"))
+
+
+def release_hold(index: SegmentIndex, command: Command, now: float) -> Reply:
+    """The reply to a `release_hold` command (contract/holds.py): the clip's hold is gone."""
+    try:
+        request = ReleaseHoldRequest.model_validate(command.args, strict=True)
+    except ValueError as exc:
+        return Reply(id=command.id, ok=False, time=now, error=f"bad release_hold request: {str(exc)[:500]}")
+    reason = clip_hold_reason(request.clip)
+    released = sum(index.release_hold(h.id) for h in index.holds(request.camera) if h.reason == reason)
+    return Reply(id=command.id, ok=True, time=now, result=ReleaseHoldResult(released=released).model_dump())
