@@ -7,8 +7,9 @@ and carry a slice of the body (base64). The gate applies a list only when every 
 the SHA-256 of the body is `digest`, and `signature` (Ed25519 by the hub's list key) verifies over
 `signed_bytes(...)`: the site and device (a list made for one gate cannot be replayed to another),
 kind, version, base, issue time, part count and digest. Then the version sequence: a snapshot must
-be newer than what the gate holds, a delta must start exactly at it; anything else is a replay or
-a gap and is refused (and reported as an `access_list_rejected` event).
+be newer than what the gate holds, a delta must start at or before it and end after it (a delta
+holds each changed card's state, so it applies to any list from its base on); anything else is a
+replay or a gap and is refused (and reported as an `access_list_rejected` event).
 
 10,000 cards make ~350 kB of JSON and ~100 kB compressed: three parts.
 """

@@ -7,9 +7,10 @@ with doors bound in `gate_doors`) that is online it sends:
 
 - a snapshot (every card of the box's buildings) when the box has never had one, when its doors
   changed, or when it reports no list;
-- a delta (the cards changed since the version it holds) when its buildings changed, or when it
-  comes back online (it gets what it missed before anything else), or when the version it reports
-  in its heartbeats lags the one sent for longer than `resend_seconds` (a list lost or refused).
+- a delta (the state of every card changed since a version it holds) when its buildings changed,
+  when it comes back online (from the lower of the version sent and the version it last reported,
+  so a heartbeat that predates the last list does no harm), or when the version it reports lags
+  the one sent for longer than `resend_seconds` (a list lost or refused).
 
 The box is the judge: it applies a list only if the signature holds and the version follows its
 own; a duplicate is refused as a replay and does no harm.
@@ -189,7 +190,9 @@ def plan(row: sqlite3.Row, latest: int, now: float, resend_seconds: float) -> in
     if (row["status_received"] or 0) > sent_at:  # back online since the last send
         if not reported:
             return None
-        return reported if reported < latest else False
+        # The heartbeat may predate the last list applied: a delta from the lower of the two
+        # covers both (the gate accepts a delta whose base is at or below what it holds).
+        return min(reported, sent) if reported < latest else False
     if latest > sent:
         return sent
     if reported is not None and reported < sent and now - sent_at > resend_seconds:

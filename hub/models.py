@@ -275,3 +275,20 @@ class CardStateChange(ApiModel):
 class ImportReport(ApiModel):
     residents: int = Field(description="Residents added or updated.")
     cards: int = Field(description="Cards added or updated.")
+
+
+class GateListState(ApiModel):
+    """A gate box's allow-list: the version it should hold, and the one it says it holds."""
+
+    site: str
+    device: str
+    buildings: list[str] = Field(description="Buildings whose doors the box opens.")
+    online: bool
+    latest_version: int = Field(description="The newest change to the lists of its buildings.")
+    sent_version: int | None = Field(description="The version last sent to the box.")
+    reported_version: int | None = Field(description="The version in the box's last heartbeat.")
+    stale: bool = Field(description="The box reports an older list than the hub's, or none.")
+
+
+class GateListStates(ApiModel):
+    items: list[GateListState]

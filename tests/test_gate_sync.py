@@ -118,6 +118,13 @@ def test_snapshot_then_revocation_delta_and_every_bad_list_refused(
     # The good one still applies after all that.
     gate.feed(sign_list(key, later))
     assert gate.decide(1, 4) == "granted" and list_version(gate.db) == later.version
+    # A delta from an older base (the hub went by a heartbeat sent before `later` arrived) overlaps
+    # what the gate holds: each entry is a card's state, so it applies cleanly.
+    cards.set_state(conn, audit.CLI, None, first + 1, "suspended")
+    overlap = build_list(conn, "lanxi", "b07-gate", delta_list.version)
+    gate.feed(sign_list(key, overlap))
+    assert gate.reasons()[-1] == "malformed" and list_version(gate.db) == overlap.version
+    assert gate.decide(1, 2) == "suspended" and gate.decide(1, 4) == "granted" and gate.decide(1, 1) == "revoked"
 
 
 def test_an_empty_snapshot_never_empties_a_gate(hub: tuple[Path, sqlite3.Connection], tmp_path: Path) -> None:

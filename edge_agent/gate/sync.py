@@ -7,8 +7,9 @@ rejection, reported to the hub as an `access_list_rejected` event and logged):
 2. all parts arrived (held in memory meanwhile; a newer list drops an unfinished older one);
 3. the body's SHA-256 is the header's digest (`altered`);
 4. the Ed25519 signature verifies with the hub key of the config, `hub.list_key` (`forged`);
-5. the version follows: a snapshot newer than the list held, a delta starting exactly at it
-   (`replayed` for an old or repeated list, `gap` for a delta that skips versions);
+5. the version follows: a snapshot newer than the list held, a delta from at most the version
+   held to a newer one (`replayed` for an old or repeated list, `gap` for a delta that starts
+   after the version held: it would skip changes);
 6. a snapshot would not empty a list that has cards (`empty_snapshot`: a hub whose database was
    lost must not lock out every resident);
 7. the body inflates and every entry follows the schema (`malformed`).
@@ -126,7 +127,9 @@ class ListReceiver:
         current = list_version(self.db)
         if head.kind == "snapshot" and head.version <= current:
             raise ListRejected("replayed", f"snapshot v{head.version} is not newer than v{current}", head.version)
-        if head.kind == "delta" and head.base != current:
+        # A delta carries the current state of every card changed after `base`, not operations, so
+        # it applies to any list from `base` on: what the gate holds must lie in [base, version).
+        if head.kind == "delta" and not head.base <= current < head.version:
             reason = "replayed" if head.version <= current else "gap"
             raise ListRejected(reason, f"delta v{head.base}->v{head.version} does not follow v{current}", head.version)
         try:

@@ -29,6 +29,7 @@ def cards_page(
         principal,
         residents=cards.residents(conn, principal, building or None, q or None),
         buildings=cards.buildings(conn, principal) or sorted(principal.buildings),
+        gates=cards.gate_lists(conn, principal),
         building=building or "",
         q=q or "",
     )

@@ -25,7 +25,8 @@ from common.residents_csv import (
     parse_card_number,
     parse_rows,
 )
-from hub.models import Card, CardIssue, ImportReport, Principal, Resident, is_site_name
+from hub.access_sync import latest_version, reported_version
+from hub.models import Card, CardIssue, GateListState, ImportReport, Principal, Resident, is_site_name
 from hub.services import audit
 from hub.store import transaction
 
@@ -368,3 +369,34 @@ def residents(
 def buildings(conn: sqlite3.Connection, principal: Principal | None) -> list[str]:
     names = [r[0] for r in conn.execute("SELECT name FROM buildings ORDER BY name").fetchall()]
     return [n for n in names if _may(principal, n)]
+
+
+def gate_lists(conn: sqlite3.Connection, principal: Principal | None) -> list[GateListState]:
+    """Every gate box of the caller's buildings, with whether its list is stale: it reports an
+    older version than the newest change of its buildings (or none at all)."""
+    out = []
+    rows = conn.execute(
+        "SELECT g.site, g.device, group_concat(DISTINCT g.building) AS buildings, l.sent_version, d.state, "
+        "d.last_heartbeat FROM gate_doors g LEFT JOIN gate_lists l ON l.site = g.site AND l.device = g.device "
+        "LEFT JOIN devices d ON d.site = g.site AND d.device = g.device GROUP BY g.site, g.device "
+        "ORDER BY g.site, g.device"
+    ).fetchall()
+    for r in rows:
+        names = sorted(r["buildings"].split(","))
+        if not any(_may(principal, b) for b in names):
+            continue
+        latest = latest_version(conn, names)
+        reported = reported_version(r["last_heartbeat"])
+        out.append(
+            GateListState(
+                site=r["site"],
+                device=r["device"],
+                buildings=names,
+                online=r["state"] == "online",
+                latest_version=latest,
+                sent_version=r["sent_version"],
+                reported_version=reported,
+                stale=reported is None or reported < latest,
+            )
+        )
+    return out

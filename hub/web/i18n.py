@@ -181,6 +181,10 @@ STRINGS: dict[str, dict[Lang, str]] = {
     },
     "upload": {"zh": "上传", "en": "Upload"},
     "imported": {"zh": "已导入", "en": "Imported"},
+    "gate_boxes": {"zh": "门禁控制器", "en": "Gate boxes"},
+    "list_stale": {"zh": "名单未同步", "en": "List out of date"},
+    "list_current": {"zh": "名单已同步", "en": "List up to date"},
+    "list_version": {"zh": "名单版本", "en": "List version"},
 }
 
 

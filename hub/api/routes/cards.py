@@ -7,7 +7,16 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from common.residents_csv import MAX_FILE_BYTES, ResidentsCsvError
 from hub.api.deps import Conn, actor, allow
-from hub.models import Card, CardIssue, CardReplace, CardStateChange, ImportReport, Principal, ResidentList
+from hub.models import (
+    Card,
+    CardIssue,
+    CardReplace,
+    CardStateChange,
+    GateListStates,
+    ImportReport,
+    Principal,
+    ResidentList,
+)
 from hub.services import cards
 
 router = APIRouter(prefix="/api/v1/cards", tags=["cards"])
@@ -25,6 +34,12 @@ def list_residents(
     principal: Principal = allow("admin", "dorm_manager"),
 ) -> ResidentList:
     return ResidentList(items=cards.residents(conn, principal, building or None, q or None))
+
+
+@router.get("/gates", response_model=GateListStates)
+def gate_lists(conn: Conn, principal: Principal = allow("admin", "dorm_manager")) -> GateListStates:
+    """The gate boxes of the caller's buildings and whether each holds the newest list (`stale`)."""
+    return GateListStates(items=cards.gate_lists(conn, principal))
 
 
 @router.post("", response_model=Card, status_code=201)
