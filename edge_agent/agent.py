@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from contract import Command, ContractError, Event, Reply, decode, device_prefix, topic
 from contract.holds import RELEASE_HOLD_COMMAND
 from contract.timeline import TIMELINE_COMMAND
+from contract.media import MEDIA_COMMAND
 from edge_agent.capture.camera import CameraStatus, CameraWorker
 from edge_agent.capture.sources import StreamSpec, resolve_sources
 from edge_agent.clock import WallClock
@@ -30,6 +31,8 @@ from edge_agent.events.store import EventStore, Shipper
 from edge_agent.gate.service import Gate
 from edge_agent.gate.store import list_version, open_db
 from edge_agent.gate.sync import ListReceiver, ListRejected
+from edge_agent.media.channel import MediaChannel
+from edge_agent.media.sources import media_sources
 from edge_agent.memory import limit_malloc_arenas
 from edge_agent.record.index import INDEX_NAME, SegmentIndex
 from edge_agent.record.recorder import SegmentRecorder
@@ -92,6 +95,7 @@ class Agent:
         self.events = self.storage.events
         self.stop_event = threading.Event()
         self.clip_jobs = ClipJobs(config, self.index, self.writer.reply, self.stop_event)
+        self.media = MediaChannel(config.hub, media_sources(config), self.writer.reply, self.stop_event)
         self.repair_report: RepairReport | None = None
         self.clock = WallClock()
         self.retention = Retention(
@@ -183,6 +187,9 @@ class Agent:
             reply = storage_commands.answer(self.index, list(self.config.cameras), command, now)
         elif name == RELEASE_HOLD_COMMAND:
             reply = storage_commands.release_hold(self.index, command, now)
+        elif name == MEDIA_COMMAND:
+            self.media.handle(command)  # in a thread of its own; it replies once it has dialled the hub
+            return
         else:
             reply = Reply(id=command.id, ok=False, time=now, error=f"unknown command {name!r}")
         self.writer.reply(reply)
@@ -302,6 +309,7 @@ class Agent:
             if worker.is_alive():
                 log.error("%s did not stop within %.0f s", worker.name, timeout)
         self.clip_jobs.join()
+        self.media.join()
         self.index.flush()
         # After the workers: their last events (camera stopped, events ended) are queued first.
         if self.link is not None:

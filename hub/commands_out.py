@@ -1,6 +1,6 @@
 """Commands to the boxes: kept in hub.db until the box replies, published whenever it is online.
 
-A command (a clip request, for now) is a row of `commands` with the contract's Command as its
+A command (a clip request, a live view's `media` request) is a row of `commands` with the contract's Command as its
 payload. `CommandSender` polls hub.db, like the notifier, and publishes each unanswered command on
 .../cmd/<name> (QoS 1) when its box is online and has not been sent it since it last came online:
 a box that was offline gets it when its status says `online` again, and again after every
@@ -44,12 +44,14 @@ SELECT c.id, c.name, r.ok, r.result, r.error, r.received FROM commands c
 JOIN replies r ON r.site = c.site AND r.device = c.device AND r.id = c.id
 WHERE c.replied IS NULL
 """
-# Unanswered commands of online boxes not sent since the box last said it was online.
+# Unanswered commands of online boxes not sent since the box last said it was online, and not
+# expired (a live view's `media` command lives seconds: hub/media/sessions.py).
 _DUE = """
 SELECT c.id, c.site, c.device, c.name, c.payload FROM commands c
 JOIN devices d ON d.site = c.site AND d.device = c.device
 WHERE c.replied IS NULL AND d.state = 'online'
   AND (c.delivered IS NULL OR c.delivered < coalesce(d.status_received, 0))
+  AND coalesce(json_extract(c.payload, '$.expires'), 1e300) > ?
 ORDER BY c.created, c.id
 """
 
@@ -98,7 +100,7 @@ class CommandSender:
                 elif row["name"] == RELEASE_HOLD_COMMAND:
                     holds.box_answered(conn, row["id"], bool(row["ok"]), row["result"], row["error"])
         sent = 0
-        for row in conn.execute(_DUE).fetchall():
+        for row in conn.execute(_DUE, (time.time(),)).fetchall():
             name = topic(row["site"], row["device"], "cmd", row["name"])
             if not self.publish(name, row["payload"].encode("utf-8"), QOS["cmd"]):
                 break  # not connected: the next poll tries again

@@ -32,6 +32,7 @@ from typing import Any
 
 from contract import Command, Reply
 from contract.holds import clip_hold_reason
+from edge_agent.comms.hub_auth import HubNotConfigured, hub_credentials
 from edge_agent.config.schema import AgentConfig
 from edge_agent.record.clip import ClipError, export_clip
 from edge_agent.record.index import SegmentIndex
@@ -231,16 +232,11 @@ class ClipJobs:
         return {"clip": args.clip, "bytes": manifest["bytes"], "sha256": manifest["sha256"], "hold": hold}
 
     def _client(self) -> HubClient:
-        hub = self.config.hub
-        if hub.url is None or hub.token_file is None:
-            raise GiveUp("no hub configured on this box: set hub.url and hub.token_file in its config")
         try:
-            token = hub.token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise GiveUp(f"cannot read the device token {hub.token_file}: {exc.strerror or exc}") from None
-        if not token:
-            raise GiveUp(f"the device token file {hub.token_file} is empty")
-        return HubClient(hub.url, token)
+            url, token = hub_credentials(self.config.hub)
+        except HubNotConfigured as exc:
+            raise GiveUp(str(exc)) from None
+        return HubClient(url, token)
 
     def _hold(self, args: ClipArgs) -> int:
         """The window's legal hold: one per clip, however often the command comes."""

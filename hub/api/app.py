@@ -12,15 +12,16 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub import __version__
+from hub import __version__, commands_out
 from hub.api import access_pages, pages
 from hub.api.deps import LoginRedirect, Policy, policy_of
-from hub.api.routes import alerts, audit, auth, cameras, cards, clips, devices, notifications, timeline, users
+from hub.api.routes import alerts, audit, auth, cameras, cards, clips, devices, media, notifications, timeline, users
 from hub.config import HubConfig
+from hub.media.sessions import MediaHub
 from hub.services.accounts import LoginPolicy
 from hub.store import open_store
 
@@ -38,6 +39,7 @@ ROUTERS: list[APIRouter] = [
     timeline.router,
     cards.router,
     access_pages.router,
+    media.router,
     pages.router,
 ]
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -99,6 +101,7 @@ def create_app(config: HubConfig) -> FastAPI:
     app.state.db_path = config.db_path
     app.state.data_dir = config.data_dir
     app.state.config = config
+    app.state.media = MediaHub(config.db_path, commands_out.wake)
     web = config.web
     app.state.secure_cookies = web.secure_cookies == "always" or web.tls_cert_file is not None
     app.state.login_policy = LoginPolicy(
@@ -135,6 +138,12 @@ def create_app(config: HubConfig) -> FastAPI:
         return JSONResponse({"detail": "internal error; the hub's log has the details"}, status_code=500)
 
     unguarded = [path for (_, path), policy in route_policies().items() if policy is None]
+    unguarded += [
+        route.path
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIWebSocketRoute) and policy_of(route) is None
+    ]
     if unguarded:
         raise RuntimeError(f"routes without a permission (hub/api/deps.py): {unguarded}")
     app.add_middleware(SecurityHeaders, hsts=web.tls_cert_file is not None)

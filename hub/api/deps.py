@@ -22,9 +22,10 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.routing import APIRoute
+from fastapi import Depends, HTTPException, Request, WebSocket, WebSocketException
+from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from hub.models import ROLES, Camera, Principal, Role
 from hub.security import same_secret
@@ -144,7 +145,62 @@ def page_allow(*roles: Role) -> Any:
     return Depends(_make(Policy(roles=frozenset(roles), page=True)))
 
 
-def policy_of(route: APIRoute) -> Policy | None:
+# --- WebSockets (the media channel): refused at the handshake (403) without the right credential --
+_POLICY_VIOLATION = 1008
+
+
+def _socket_secret(websocket: WebSocket) -> tuple[str, str] | None:
+    header = websocket.headers.get("authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        return (token.strip(), "bearer") if scheme.lower() == "bearer" and token.strip() else None
+    cookie = websocket.cookies.get(SESSION_COOKIE)
+    return (cookie, "session") if cookie else None
+
+
+def _socket_viewer(websocket: WebSocket) -> Principal:
+    """A person watching: session cookie (same origin only: another site's page cannot open a
+    socket with the viewer's cookie) or a bearer token."""
+    origin = websocket.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != websocket.headers.get("host"):
+        raise WebSocketException(_POLICY_VIOLATION, "cross-origin WebSocket refused")
+    secret = _socket_secret(websocket)
+    conn = connect(websocket.app.state.db_path)
+    try:
+        principal = None if secret is None else accounts.authenticate(conn, *secret)
+    finally:
+        conn.close()
+    if principal is None:
+        raise WebSocketException(_POLICY_VIOLATION, "sign in first")
+    return principal
+
+
+def _socket_device(websocket: WebSocket) -> DeviceCaller:
+    """A box dialling the media channel with its device token."""
+    secret = _socket_secret(websocket)
+    conn = connect(websocket.app.state.db_path)
+    try:
+        caller = None if secret is None or secret[1] != "bearer" else clips.authenticate_device(conn, secret[0])
+    finally:
+        conn.close()
+    if caller is None:
+        raise WebSocketException(_POLICY_VIOLATION, "unknown or replaced device token")
+    return caller
+
+
+_socket_viewer.policy = Policy(roles=None)  # type: ignore[attr-defined]
+_socket_device.policy = Policy(roles=frozenset(), device=True)  # type: ignore[attr-defined]
+
+
+def socket_signed_in() -> Any:
+    return Depends(_socket_viewer)
+
+
+def socket_device() -> Any:
+    return Depends(_socket_device)
+
+
+def policy_of(route: APIRoute | APIWebSocketRoute) -> Policy | None:
     """The policy a route declared (exactly one), or None."""
     found = [getattr(dep.call, "policy", None) for dep in route.dependant.dependencies if hasattr(dep.call, "policy")]
     return found[0] if len(found) == 1 else None

@@ -1,0 +1,102 @@
+"""The media channel's WebSockets (contract/media.py).
+
+- `/api/v1/cameras/{camera_id}/live?stream=sub|main`: a person watches a camera live. Closed with
+  4404 for a camera the caller may not see (as for one that does not exist). Text messages are
+  `LiveStatus` JSON (waiting, playing, ended, failed, offline); binary ones fragmented MP4 for
+  Media Source Extensions, the init segment first. Every view is in the audit log.
+- MEDIA_AGENT_PATH: the box dials it with its device token after a `media` command; refused at the
+  handshake (403) for a wrong token, another device's session or an unknown one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketException
+from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketDisconnect
+
+from contract.media import MEDIA_AGENT_PATH, StreamName
+from hub.api.deps import socket_device, socket_signed_in
+from hub.media.sessions import LiveStatus, MediaHub, StreamKey, Viewer
+from hub.models import Principal, split_camera_id
+from hub.services import alerts, audit
+from hub.services.audit import Actor
+from hub.services.clips import DeviceCaller
+from hub.store import connect
+
+router = APIRouter(tags=["media"])
+VIEWER = socket_signed_in()
+DEVICE = socket_device()
+NOT_VISIBLE = 4404  # a private close code: the page shows "no such camera"
+
+
+def _address(websocket: WebSocket) -> str:
+    return websocket.client.host if websocket.client is not None else "?"
+
+
+def _check_and_audit(db_path: Path, principal: Principal, address: str, camera_id: str, stream: str) -> bool:
+    conn = connect(db_path)
+    try:
+        if alerts.get_camera(conn, principal, camera_id) is None:
+            return False
+        audit.record(conn, Actor.of(principal, address), "live.view", camera_id, stream=stream)
+        return True
+    finally:
+        conn.close()
+
+
+@router.websocket("/api/v1/cameras/{camera_id}/live")
+async def watch_live(
+    websocket: WebSocket,
+    camera_id: str,
+    stream: StreamName = Query("sub"),
+    principal: Principal = VIEWER,
+) -> None:
+    app_state = websocket.app.state
+    visible = await run_in_threadpool(
+        _check_and_audit, app_state.db_path, principal, _address(websocket), camera_id, stream
+    )
+    await websocket.accept()
+    split = split_camera_id(camera_id)
+    if not visible or split is None:
+        await websocket.close(NOT_VISIBLE, "no such camera")
+        return
+    hub: MediaHub = app_state.media
+    viewer = await hub.join(StreamKey(*split, stream))
+    sender = asyncio.get_running_loop().create_task(_send(websocket, viewer))
+    try:
+        while True:  # the browser sends nothing; this notices it leaving
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+    except WebSocketDisconnect:
+        pass
+    finally:
+        sender.cancel()
+        hub.leave(viewer)
+
+
+async def _send(websocket: WebSocket, viewer: Viewer) -> None:
+    with contextlib.suppress(Exception):  # the socket closed under us: the receiver notices too
+        while True:
+            item = await viewer.next()
+            if isinstance(item, LiveStatus):
+                await websocket.send_text(item.model_dump_json())
+                if item.state in ("ended", "failed", "offline"):
+                    await websocket.close(1000)
+                    return
+            else:
+                await websocket.send_bytes(item)
+
+
+@router.websocket(MEDIA_AGENT_PATH)
+async def agent_stream(websocket: WebSocket, session: str, caller: DeviceCaller = DEVICE) -> None:
+    hub: MediaHub = websocket.app.state.media
+    upstream = hub.claim(session, caller.site, caller.device)
+    if upstream is None:
+        raise WebSocketException(1008, "no such media session for this device")
+    await websocket.accept()
+    await hub.serve(upstream, websocket)

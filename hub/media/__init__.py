@@ -1,0 +1,1 @@
+"""The hub's side of the media channel (contract/media.py): sessions, fan-out to viewers."""
