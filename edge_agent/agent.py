@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from contract import Command, ContractError, Event, Reply, decode, device_prefix, topic
 from contract.holds import RELEASE_HOLD_COMMAND
-from contract.timeline import TIMELINE_COMMAND
 from contract.media import MEDIA_COMMAND
+from contract.timeline import TIMELINE_COMMAND
 from edge_agent.capture.camera import CameraStatus, CameraWorker
 from edge_agent.capture.sources import StreamSpec, resolve_sources
 from edge_agent.clock import WallClock

@@ -1,9 +1,9 @@
 """Commands to the boxes: kept in hub.db until the box replies, published whenever it is online.
 
-A command (a clip request, a live view's `media` request) is a row of `commands` with the contract's Command as its
-payload. `CommandSender` polls hub.db, like the notifier, and publishes each unanswered command on
-.../cmd/<name> (QoS 1) when its box is online and has not been sent it since it last came online:
-a box that was offline gets it when its status says `online` again, and again after every
+A command (a clip request, a live view's `media` request...) is a row of `commands` with the
+contract's Command as its payload. `CommandSender` polls hub.db, like the notifier, and publishes
+each unanswered command on .../cmd/<name> (QoS 1) when its box is online and has not been sent
+it since it last came online: a box that was offline gets it when its status says `online` again, and again after every
 reconnect until its reply arrives (a QoS 1 message in flight when the link broke may be lost with
 a clean session). The box answers on .../reply with the command's id; ingest stores the reply, and
 the sender marks the command replied (a clip whose box replied `ok: false` fails with its error).

@@ -2,7 +2,8 @@
 
 The first chunk is the init segment (ftyp + moov); every next one is one or more whole fragments
 (moof + mdat). A source may also yield a `MediaNotice` (playback: "started" with the time of its
-first frame, "ended" with where recording resumes), which the channel sends as a text message. A source is made per session and closed when the session ends, whoever ends it.
+first frame, "ended" with where recording resumes), which the channel sends as a text message.
+A source is made per session and closed when the session ends, whoever ends it.
 `live.py` reads a camera; playback reads the ring buffer. A factory refuses a request it cannot
 serve with `MediaUnavailable`, whose message is the reply's error.
 """
