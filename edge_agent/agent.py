@@ -28,6 +28,7 @@ from edge_agent.comms.writer import OutboxWriter
 from edge_agent.config.schema import AgentConfig, CameraConfig
 from edge_agent.events.ids import new_event_id
 from edge_agent.events.store import EventStore, Shipper
+from edge_agent.gate.loop import GateDoors
 from edge_agent.gate.service import Gate
 from edge_agent.gate.store import list_version, open_db
 from edge_agent.gate.sync import ListReceiver, ListRejected
@@ -111,6 +112,9 @@ class Agent:
         self.workers: list[CameraWorker] = []
         self.analysis: dict[str, AnalysisWorker] = {}
         self.ledgers: dict[str, ActivityLedger] = {}  # per camera: fills the segments' motion columns
+        self.doors: GateDoors | None = None
+        if self.gate is not None:
+            self.doors = GateDoors(config, self.gate.engine, self.writer.event)
         if self.gate is not None and config.hub.list_key is not None and self.link is not None:
             # Its own connection: lists are written from the MQTT thread while doors decide.
             self.lists = ListReceiver(
@@ -149,6 +153,8 @@ class Agent:
             worker.start()
             if camera.detect.enabled:
                 self._start_analysis(name, camera, sources.detect or sources.main)
+        if self.doors is not None:
+            self.doors.start()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         self._housekeeper.start()
         log.info("agent %s/%s started with %d cameras", self.config.site, self.config.device, len(self.workers))
@@ -310,6 +316,8 @@ class Agent:
                 log.error("%s did not stop within %.0f s", worker.name, timeout)
         self.clip_jobs.join()
         self.media.join()
+        if self.doors is not None:
+            self.doors.stop()
         self.index.flush()
         # After the workers: their last events (camera stopped, events ended) are queued first.
         if self.link is not None:

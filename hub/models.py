@@ -292,3 +292,26 @@ class GateListState(ApiModel):
 
 class GateListStates(ApiModel):
     items: list[GateListState]
+
+
+class AccessRecord(ApiModel):
+    """One line of the access log: a gate's decision or a door alarm."""
+
+    id: str
+    time: float
+    site: str
+    device: str
+    door: str | None
+    building: str | None
+    kind: Literal["access", "door_alarm"]
+    granted: bool | None = Field(description="access: whether the door opened.")
+    reason: str | None = Field(description="access: granted, revoked, wrong_building, bad_read, ...")
+    alarm: str | None = Field(description="door_alarm: forced_open, held_open or repeated_denials.")
+    card: str | None
+    employee_no: str | None
+    name: str | None
+    why: str | None
+
+
+class AccessLog(ApiModel):
+    items: list[AccessRecord]

@@ -20,10 +20,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from contract import topic
 from edge_agent.agent import Agent
 from edge_agent.config import parse_config
+from edge_agent.gate.credential import encode_wiegand
+from edge_agent.gate.door import SimulatedDoor
+from edge_agent.gate.reader import WedgeLine, WiegandBits
 from edge_agent.gate.store import list_version
 from hub.access_sync import build_list, list_public_key, sign_list
-from hub.models import CardIssue
-from hub.services import audit, cards
+from hub.models import AccessRecord, CardIssue
+from hub.services import access_log, audit, cards
 from hub.store import connect, open_store
 from tests.conftest import HUB_SUBSCRIBED, free_port, log_count, wait_for
 from tests.support.brokers import Broker
@@ -210,3 +213,34 @@ def test_visitor_pass_expires_and_runs_out_and_anti_passback_holds(site: Site) -
     assert first.granted
     gate.engine.admit("b07-inner", first, NOW)
     assert site.decide("b07-inner", 12, 3) == "anti_passback"
+
+
+def test_swipes_garbage_and_a_forced_door_reach_the_hubs_access_log(site: Site) -> None:
+    assert wait_for(lambda: site.version() > 0, timeout=20)
+    doors = site.agent.doors
+    assert doors is not None
+    reader, door = doors.readers["b07-east"], doors.io["b07-east"]
+    assert isinstance(door, SimulatedDoor)
+    reader.push(WiegandBits(encode_wiegand(26, 12, 3)))  # E003: granted, the relay pulses
+    reader.push(WedgeLine("12ab\r\n"))  # garbage from a reader: refused with the reason
+    reader.push(WedgeLine("9" * 500))  # an oversized keyboard-wedge line
+    assert wait_for(lambda: len(door.pulses) == 1, timeout=10)
+    door.open_door()  # inside the pulse: an authorised opening
+    door.close_door()
+    door.open_door(at=time.time() + 3600)  # long after any grant: forced
+    door.close_door()
+
+    def log() -> list[AccessRecord]:
+        conn = site.hub()
+        try:
+            return access_log.recent(conn, None, "b07")
+        finally:
+            conn.close()
+
+    assert wait_for(lambda: len(log()) >= 4, timeout=20)
+    records = log()
+    granted = [r for r in records if r.kind == "access" and r.granted]
+    assert [(r.employee_no, r.door, r.card) for r in granted] == [("E003", "b07-east", "12/3")]
+    bad = sorted(r.why or "" for r in records if r.reason == "bad_read")
+    assert len(bad) == 2 and "not a card number" in bad[0] and "too long: 500 characters" in bad[1]
+    assert [r.alarm for r in records if r.kind == "door_alarm"] == ["forced_open"]

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from hub.api.deps import Conn, page_allow
 from hub.api.pages import render
 from hub.models import Principal
-from hub.services import cards
+from hub.services import access_log, cards
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,6 +30,7 @@ def cards_page(
         residents=cards.residents(conn, principal, building or None, q or None),
         buildings=cards.buildings(conn, principal) or sorted(principal.buildings),
         gates=cards.gate_lists(conn, principal),
+        log=access_log.recent(conn, principal, building or None, limit=50),
         building=building or "",
         q=q or "",
     )

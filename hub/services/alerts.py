@@ -17,7 +17,8 @@ from hub.models import Alert, AlertPage, AlertRef, Camera, Device, Principal, ca
 PAGE_MAX = 100
 # The feed lists the first message of each event (new, or instant for one-shot events); test
 # alarms prove the path and alert no one, so they stay out of it.
-_FEED = "phase IN ('new', 'instant') AND test = 0"
+# Card swipes are the access log's (dorm managers' pages), not alerts; door alarms are both.
+_FEED = "phase IN ('new', 'instant') AND test = 0 AND kind != 'access'"
 _COLUMNS = 'SELECT rowid AS rowid, id, site, device, camera, kind, time, "end", test, detail'
 
 

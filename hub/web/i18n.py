@@ -185,6 +185,13 @@ STRINGS: dict[str, dict[Lang, str]] = {
     "list_stale": {"zh": "名单未同步", "en": "List out of date"},
     "list_current": {"zh": "名单已同步", "en": "List up to date"},
     "list_version": {"zh": "名单版本", "en": "List version"},
+    "access_log": {"zh": "通行记录", "en": "Access log"},
+    "granted": {"zh": "通过", "en": "Granted"},
+    "denied": {"zh": "拒绝", "en": "Denied"},
+    "no_access_events": {"zh": "暂无通行记录。", "en": "No access events yet."},
+    "alarm_forced_open": {"zh": "强行开门", "en": "Forced open"},
+    "alarm_held_open": {"zh": "门未关", "en": "Held open"},
+    "alarm_repeated_denials": {"zh": "多次拒绝", "en": "Repeated denials"},
 }
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from common.residents_csv import MAX_FILE_BYTES, ResidentsCsvError
 from hub.api.deps import Conn, actor, allow
 from hub.models import (
+    AccessLog,
     Card,
     CardIssue,
     CardReplace,
@@ -17,7 +18,7 @@ from hub.models import (
     Principal,
     ResidentList,
 )
-from hub.services import cards
+from hub.services import access_log, cards
 
 router = APIRouter(prefix="/api/v1/cards", tags=["cards"])
 
@@ -40,6 +41,17 @@ def list_residents(
 def gate_lists(conn: Conn, principal: Principal = allow("admin", "dorm_manager")) -> GateListStates:
     """The gate boxes of the caller's buildings and whether each holds the newest list (`stale`)."""
     return GateListStates(items=cards.gate_lists(conn, principal))
+
+
+@router.get("/access-log", response_model=AccessLog)
+def access_log_search(
+    conn: Conn,
+    building: str | None = Query(None, max_length=64, description="Only this building."),
+    limit: int = Query(100, ge=1, le=access_log.PAGE_MAX),
+    principal: Principal = allow("admin", "dorm_manager"),
+) -> AccessLog:
+    """Gate decisions and door alarms of the caller's buildings, newest first."""
+    return AccessLog(items=access_log.recent(conn, principal, building or None, limit))
 
 
 @router.post("", response_model=Card, status_code=201)

@@ -1,0 +1,116 @@
+"""One door at work: a card in, a decision, the lock released, an access event out; the contact
+and exit button watched for alarms.
+
+Every decision (granted or not, and unreadable cards) becomes an `access` event, every alarm a
+`door_alarm` event, both through the outbox (`emit`), so the hub's access log misses nothing
+while the link is down. Alarms:
+
+- `forced_open`: the contact opens when no grant or exit press released the lock (within the
+  relay's pulse);
+- `held_open`: the door stays open past `held_open_seconds` (checked by `tick`);
+- `repeated_denials`: `DENIALS_FOR_ALARM` refusals at the door within `DENIAL_WINDOW_S` (someone
+  trying cards), once per window.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from contract import Event
+from edge_agent.events.ids import new_event_id
+from edge_agent.gate.credential import CardReadError, Credential
+from edge_agent.gate.door import DoorIO
+from edge_agent.gate.engine import Decision, Engine
+
+DENIALS_FOR_ALARM = 5
+DENIAL_WINDOW_S = 60.0
+MAX_WHY = 300
+
+
+@dataclass(frozen=True)
+class DoorRules:
+    name: str
+    building: str
+    pulse_seconds: float
+    held_open_seconds: float
+
+
+class DoorController:
+    def __init__(self, rules: DoorRules, engine: Engine, io: DoorIO, emit: Callable[[Event], object]) -> None:
+        self.rules = rules
+        self.engine = engine
+        self.io = io
+        self.emit = emit
+        self._lock = threading.Lock()
+        self._released_until = 0.0
+        self._opened_at: float | None = None
+        self._held_alarmed = False
+        self._denials: deque[float] = deque()
+        self._denial_alarm_at = float("-inf")
+
+    def on_card(self, credential: Credential, at: float) -> Decision:
+        with self._lock:
+            decision = self.engine.decide(self.rules.name, credential, at)
+            if decision.granted:
+                self.engine.admit(self.rules.name, decision, at)
+                self.io.release(self.rules.pulse_seconds)
+                self._released_until = at + self.rules.pulse_seconds
+            holder = decision.holder
+            self._event(
+                "access",
+                at,
+                granted=decision.granted,
+                reason=decision.reason,
+                why=decision.why[:MAX_WHY],
+                card=credential.label,
+                employee_no=holder.employee_no if holder else None,
+                name=holder.name if holder else None,
+            )
+            if not decision.granted:
+                self._denied(at)
+        return decision
+
+    def on_bad_read(self, error: CardReadError, at: float) -> None:
+        """A frame no card could have sent (noise, wrong parity, garbage): refused and logged."""
+        with self._lock:
+            self._event("access", at, granted=False, reason="bad_read", why=str(error)[:MAX_WHY])
+            self._denied(at)
+
+    def on_exit(self, at: float) -> None:
+        with self._lock:
+            self.io.release(self.rules.pulse_seconds)
+            self._released_until = at + self.rules.pulse_seconds
+
+    def on_contact(self, is_open: bool, at: float) -> None:
+        with self._lock:
+            if not is_open:
+                self._opened_at, self._held_alarmed = None, False
+                return
+            self._opened_at = at
+            if at > self._released_until:
+                self._event("door_alarm", at, alarm="forced_open", why="the door opened without a grant or exit press")
+
+    def tick(self, now: float) -> None:
+        with self._lock:
+            opened = self._opened_at
+            if opened is not None and not self._held_alarmed and now - opened > self.rules.held_open_seconds:
+                self._held_alarmed = True
+                why = f"open for more than {self.rules.held_open_seconds:.0f} s"
+                self._event("door_alarm", now, alarm="held_open", why=why)
+
+    def _denied(self, at: float) -> None:
+        self._denials.append(at)
+        while self._denials and self._denials[0] < at - DENIAL_WINDOW_S:
+            self._denials.popleft()
+        if len(self._denials) >= DENIALS_FOR_ALARM and at - self._denial_alarm_at > DENIAL_WINDOW_S:
+            self._denial_alarm_at = at
+            why = f"{len(self._denials)} refusals within {DENIAL_WINDOW_S:.0f} s"
+            self._event("door_alarm", at, alarm="repeated_denials", why=why)
+
+    def _event(self, kind: Literal["access", "door_alarm"], at: float, **detail: Any) -> None:
+        detail = {"door": self.rules.name, "building": self.rules.building, **detail}
+        self.emit(Event(id=new_event_id(at), kind=kind, phase="instant", time=at, detail=detail))

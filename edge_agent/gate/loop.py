@@ -1,0 +1,66 @@
+"""The gate doors of a running agent: per door a reader, door I/O and a controller, and a thread
+that reads cards and checks the door's timers. Built from the config: readers are the simulator
+(the only kind today) and door I/O the simulated backend; `door.GpiodDoor` drives real lines but
+is not yet selectable from the config."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from contract import Event
+from edge_agent.config.schema import AgentConfig
+from edge_agent.gate.controller import DoorController, DoorRules
+from edge_agent.gate.credential import CardReadError
+from edge_agent.gate.door import DoorIO, SimulatedDoor
+from edge_agent.gate.engine import Engine
+from edge_agent.gate.simulator import SimulatorReader
+
+log = logging.getLogger("diaolou.gate")
+READ_TIMEOUT_S = 0.5  # how often a door's timers (held open) are checked while no card comes
+
+
+class GateDoors:
+    def __init__(self, config: AgentConfig, engine: Engine, emit: Callable[[Event], object]) -> None:
+        self.readers: dict[str, SimulatorReader] = {}
+        self.io: dict[str, DoorIO] = {}
+        self.controllers: dict[str, DoorController] = {}
+        for name, door in config.doors.items():
+            rules = DoorRules(name, door.building, door.relay.pulse_seconds, door.contact.held_open_seconds)
+            sim = SimulatedDoor()
+            controller = DoorController(rules, engine, sim, emit)
+            sim.on_contact, sim.on_exit = controller.on_contact, controller.on_exit
+            self.readers[name] = SimulatorReader(name)
+            self.io[name] = sim
+            self.controllers[name] = controller
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for name in self.controllers:
+            thread = threading.Thread(target=self._run, args=(name,), name=f"door-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _run(self, name: str) -> None:
+        reader, controller = self.readers[name], self.controllers[name]
+        while not self._stop.is_set():
+            try:
+                credential = reader.read(READ_TIMEOUT_S)
+                if credential is not None:
+                    controller.on_card(credential, time.time())
+            except CardReadError as exc:
+                controller.on_bad_read(exc, time.time())
+            except Exception:  # a door must keep working whatever one read did
+                log.exception("door %s: card handling failed; the door keeps reading", name)
+            controller.tick(time.time())
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        for name in self.controllers:
+            self.readers[name].close()
+            self.io[name].close()

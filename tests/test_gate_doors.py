@@ -1,0 +1,92 @@
+"""A door at work without a network: the controller's decisions, relay pulses and alarms (held
+open, repeated denials, an exit press is no forced opening), on the simulated door backend; the
+libgpiod backend refuses a chip that is not there with words that name it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from contract import Event
+from edge_agent.gate.controller import DENIALS_FOR_ALARM, DoorController, DoorRules
+from edge_agent.gate.credential import CardReadError, encode_wiegand, parse_wiegand
+from edge_agent.gate.door import DoorIOError, GpiodDoor, SimulatedDoor
+from edge_agent.gate.engine import Engine
+from edge_agent.gate.store import DoorRow, open_db, put_credential, put_door, put_holder
+
+T = 1_790_000_000.0
+
+
+@pytest.fixture
+def door(tmp_path: Path) -> tuple[DoorController, SimulatedDoor, list[Event]]:
+    db = open_db(tmp_path / "gate.db")
+    row = DoorRow("b07-east", "b07", "b07", "in", False)
+    put_door(db, row)
+    holder = put_holder(db, "E001", "李伟", "b07", room="301")
+    put_credential(db, holder, "wiegand26", 26, 12, 1)
+    events: list[Event] = []
+    sim = SimulatedDoor()
+    controller = DoorController(
+        DoorRules("b07-east", "b07", 3.0, 30.0), Engine(db, {row.name: row}, "UTC"), sim, events.append
+    )
+    sim.on_contact, sim.on_exit = controller.on_contact, controller.on_exit
+    return controller, sim, events
+
+
+def alarms(events: list[Event]) -> list[object]:
+    return [e.detail["alarm"] for e in events if e.kind == "door_alarm"]
+
+
+def test_a_grant_pulses_the_relay_and_a_door_held_open_raises_one_alarm(
+    door: tuple[DoorController, SimulatedDoor, list[Event]],
+) -> None:
+    controller, sim, events = door
+    assert controller.on_card(parse_wiegand(encode_wiegand(26, 12, 1)), T).granted
+    assert [s for _, s in sim.pulses] == [3.0]
+    sim.open_door(at=T + 1)
+    controller.tick(T + 20)
+    assert alarms(events) == []
+    controller.tick(T + 31.5)
+    controller.tick(T + 40)
+    assert alarms(events) == ["held_open"]
+    sim.close_door(at=T + 41)
+    access = [e.detail for e in events if e.kind == "access"]
+    assert access[0]["granted"] is True and access[0]["employee_no"] == "E001" and access[0]["building"] == "b07"
+
+
+def test_an_exit_press_is_no_forced_opening_but_a_bare_opening_is(
+    door: tuple[DoorController, SimulatedDoor, list[Event]],
+) -> None:
+    _, sim, events = door
+    sim.press_exit(at=T)
+    sim.open_door(at=T + 1)
+    sim.close_door(at=T + 2)
+    assert alarms(events) == [] and len(sim.pulses) == 1
+    sim.open_door(at=T + 100)
+    assert alarms(events) == ["forced_open"]
+
+
+def test_repeated_denials_raise_one_alarm_per_window(door: tuple[DoorController, SimulatedDoor, list[Event]]) -> None:
+    controller, sim, events = door
+    for i in range(DENIALS_FOR_ALARM * 2):
+        if i % 2:
+            controller.on_bad_read(CardReadError("wrong parity"), T + i)
+        else:
+            assert controller.on_card(parse_wiegand(encode_wiegand(26, 99, i)), T + i).reason == "unknown_card"
+    assert alarms(events) == ["repeated_denials"]
+    assert sim.pulses == []
+    reasons = {e.detail["reason"] for e in events if e.kind == "access"}
+    assert reasons == {"unknown_card", "bad_read"}
+
+
+def test_gpio_door_on_a_missing_chip_names_it() -> None:
+    """With the `gate` extra the chip is named; without it, the missing binding is."""
+    try:
+        import gpiod  # noqa: F401
+    except ImportError:
+        expected = "pip install gpiod"
+    else:
+        expected = "/dev/gpiochip-none"
+    with pytest.raises(DoorIOError, match=expected):
+        GpiodDoor("/dev/gpiochip-none", 17, 27, 22, False, lambda _o, _t: None, lambda _t: None)
