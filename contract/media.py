@@ -15,7 +15,8 @@ Video never flows on MQTT (a village uplink cannot carry it) and the hub never c
 3. The box sends binary messages of fragmented MP4 (H.264 as recorded, never re-encoded): the
    first is the init segment (ftyp + moov), each next one whole fragments (moof + mdat), so a
    browser can append them to a Media Source Extensions buffer as they come. A text message is a
-   `MediaNotice` (the end of a playback, or why the stream stopped).
+   `MediaNotice` (the end of a playback, or why the stream stopped). With `format: jpeg` (the
+   fallback for a browser without MSE) each binary message is one JPEG picture instead.
 4. The stream stops when either side closes the socket: the hub closes it when the last viewer
    has been gone for a grace period; the box closes it when the camera or recording ends.
 """
@@ -33,6 +34,7 @@ MEDIA_AGENT_PATH = "/api/v1/media/agent/{session}"  # the box's WebSocket, on th
 SESSION_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"  # chosen by the hub (secrets.token_urlsafe)
 MediaKind = Literal["live", "playback"]
 StreamName = Literal["main", "sub"]
+MediaFormat = Literal["fmp4", "jpeg"]
 
 
 class MediaRequest(BaseModel):
@@ -48,6 +50,11 @@ class MediaRequest(BaseModel):
     )
     start: EpochSeconds | None = Field(
         None, description="playback only: play from the keyframe at or before this time (epoch seconds UTC)."
+    )
+    format: MediaFormat = Field(
+        "fmp4",
+        description="fmp4: H.264 as recorded, for Media Source Extensions. jpeg (live only): one JPEG per binary "
+        "message, about two a second, for a browser without MSE; decoded and encoded on the box while watched.",
     )
     speed: Literal[1, 2, 4] = Field(1, description="playback only: send media this many times faster than real time.")
 

@@ -21,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import av
+import cv2
 
 from contract.media import MediaRequest
 from edge_agent.capture.sources import StreamSpec, resolve_sources
@@ -38,6 +40,8 @@ LIVE_OPTIONS = {
     "movflags": "frag_keyframe+empty_moov+default_base_moof+frag_every_frame",
     "flush_packets": "1",
 }
+JPEG_MIN_INTERVAL = 0.5
+JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 75]
 STALL_SECONDS = 10.0  # no packet for this long: the camera is gone, the session ends with a reason
 
 
@@ -115,6 +119,40 @@ class LiveSource:
         self._output = self._container = None
 
 
+class JpegSource(LiveSource):
+    """The fallback for a browser without Media Source Extensions: a JPEG of each keyframe.
+
+    Only keyframes are decoded (the decoder skips the rest), so it costs the box one decode per
+    GOP rather than per frame: a picture a second with a typical 1 s GOP, at most
+    1 / JPEG_MIN_INTERVAL a second."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            self._container = open_stream(self.spec, self.open_timeout, self.read_timeout)
+        except StreamOpenError as exc:
+            raise MediaUnavailable(f"cannot open the camera: {exc}") from None
+        decoder = self._container.streams.video[0].codec_context
+        decoder.skip_frame = "NONKEY"
+        next_at = 0.0
+        try:
+            for packet in video_packets(self._container, self.spec, loop=True, stall_seconds=STALL_SECONDS):
+                if self._closed:
+                    return
+                if not packet.is_keyframe or time.monotonic() < next_at:
+                    continue
+                for frame in decoder.decode(packet):
+                    ok, data = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"), JPEG_PARAMS)
+                    if ok:
+                        next_at = time.monotonic() + JPEG_MIN_INTERVAL
+                        yield data.tobytes()
+        except av.FFmpegError as exc:
+            raise MediaUnavailable(f"the camera stream broke: {describe_av_error(exc)}") from None
+        except StreamEnded as exc:
+            raise MediaUnavailable(f"the camera stopped sending: {exc}") from None
+        finally:
+            self.close()
+
+
 def live_factory(config: AgentConfig) -> Any:
     """The `live` SourceFactory of this box's cameras."""
 
@@ -128,6 +166,7 @@ def live_factory(config: AgentConfig) -> Any:
             raise MediaUnavailable(f"camera {request.camera!r}: cannot build its stream URL: {exc}") from None
         spec = sources.main if request.stream == "main" or sources.detect is None else sources.detect
         timeouts = camera.reconnect
-        return LiveSource(spec, timeouts.open_timeout_seconds, timeouts.read_timeout_seconds)
+        kind = JpegSource if request.format == "jpeg" else LiveSource
+        return kind(spec, timeouts.open_timeout_seconds, timeouts.read_timeout_seconds)
 
     return make

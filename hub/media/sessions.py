@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from contract import Command
-from contract.media import MEDIA_COMMAND, MediaNotice, MediaRequest, StreamName
+from contract.media import MEDIA_COMMAND, MediaFormat, MediaNotice, MediaRequest, StreamName
 from hub.media import fmp4
 from hub.store import connect, transaction
 
@@ -62,6 +62,7 @@ class StreamKey:
     device: str
     camera: str
     stream: StreamName
+    format: MediaFormat = "fmp4"
 
 
 class Viewer:
@@ -116,8 +117,19 @@ class Upstream:
     bytes_in: int = 0
     linger: asyncio.TimerHandle | None = None
 
+    @property
+    def started(self) -> bool:
+        return self.init is not None or bool(self.gop)
+
     def publish(self, chunk: bytes) -> None:
         self.bytes_in += len(chunk)
+        if self.key.format == "jpeg":  # every picture stands alone; a late viewer gets the last one
+            if not self.gop:
+                self.tell(LiveStatus(state="playing"))
+            self.gop = deque([chunk])
+            for viewer in self.viewers:
+                viewer.offer(chunk, True)
+            return
         if self.init is None:
             self.init = chunk
             for viewer in self.viewers:
@@ -164,11 +176,12 @@ class MediaHub:
                 upstream.linger.cancel()
                 upstream.linger = None
             upstream.viewers.add(viewer)
-            if upstream.init is None:
+            if not upstream.started:
                 viewer.tell(LiveStatus(state="waiting"))
             else:
                 viewer.tell(LiveStatus(state="playing"))
-                viewer.offer(upstream.init, True)
+                if upstream.init is not None:
+                    viewer.offer(upstream.init, True)
                 for chunk in upstream.gop:
                     viewer.offer(chunk, False)
             return viewer
@@ -221,7 +234,7 @@ class MediaHub:
                     break
                 data, text = message.get("bytes"), message.get("text")
                 if data is not None:
-                    if upstream.init is None and not fmp4.is_init(data):
+                    if upstream.key.format == "fmp4" and upstream.init is None and not fmp4.is_init(data):
                         ended = LiveStatus(state="failed", error="the box sent media before its init segment")
                         break
                     upstream.publish(data)
@@ -287,7 +300,9 @@ class MediaHub:
 
     def _ask(self, upstream: Upstream) -> None:
         key, now = upstream.key, time.time()
-        request = MediaRequest(session=upstream.session, camera=key.camera, kind="live", stream=key.stream)
+        request = MediaRequest(
+            session=upstream.session, camera=key.camera, kind="live", stream=key.stream, format=key.format
+        )
         command = Command(
             id=upstream.session, time=now, expires=now + COMMAND_EXPIRES_SECONDS, args=request.model_dump(mode="json")
         )

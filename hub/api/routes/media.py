@@ -1,9 +1,10 @@
 """The media channel's WebSockets (contract/media.py).
 
-- `/api/v1/cameras/{camera_id}/live?stream=sub|main`: a person watches a camera live. Closed with
-  4404 for a camera the caller may not see (as for one that does not exist). Text messages are
+- `/api/v1/cameras/{camera_id}/live?stream=sub|main&format=fmp4|jpeg`: a person watches a camera
+  live. Closed with 4404 for a camera the caller may not see (as for one that does not exist). Text messages are
   `LiveStatus` JSON (waiting, playing, ended, failed, offline); binary ones fragmented MP4 for
-  Media Source Extensions, the init segment first. Every view is in the audit log.
+  Media Source Extensions, the init segment first (format=jpeg: one JPEG each, for browsers
+  without MSE). Every view is in the audit log.
 - MEDIA_AGENT_PATH: the box dials it with its device token after a `media` command; refused at the
   handshake (403) for a wrong token, another device's session or an unknown one.
 """
@@ -18,7 +19,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketException
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
-from contract.media import MEDIA_AGENT_PATH, StreamName
+from contract.media import MEDIA_AGENT_PATH, MediaFormat, StreamName
 from hub.api.deps import socket_device, socket_signed_in
 from hub.media.sessions import LiveStatus, MediaHub, StreamKey, Viewer
 from hub.models import Principal, split_camera_id
@@ -53,6 +54,7 @@ async def watch_live(
     websocket: WebSocket,
     camera_id: str,
     stream: StreamName = Query("sub"),
+    format: MediaFormat = Query("fmp4"),
     principal: Principal = VIEWER,
 ) -> None:
     app_state = websocket.app.state
@@ -65,7 +67,7 @@ async def watch_live(
         await websocket.close(NOT_VISIBLE, "no such camera")
         return
     hub: MediaHub = app_state.media
-    viewer = await hub.join(StreamKey(*split, stream))
+    viewer = await hub.join(StreamKey(*split, stream, format))
     sender = asyncio.get_running_loop().create_task(_send(websocket, viewer))
     try:
         while True:  # the browser sends nothing; this notices it leaving
