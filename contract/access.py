@@ -1,7 +1,8 @@
 """Allow-lists from the hub to a gate box: signed, versioned, chunked, on .../acl (QoS 1).
 
 A list is a snapshot (every card of the box's buildings) or a delta (the cards that changed since
-`base`). Its body is the JSON array of `AccessEntry` compressed with zlib; a body larger than one
+`base`). Its body is an `AccessBody` (the entries, and the groups and schedules whole: they are
+few) as JSON compressed with zlib; a body larger than one
 MQTT payload travels in `parts` consecutive `AccessListPart` messages that each repeat the header
 and carry a slice of the body (base64). The gate applies a list only when every part has arrived,
 the SHA-256 of the body is `digest`, and `signature` (Ed25519 by the hub's list key) verifies over
@@ -21,7 +22,7 @@ import hashlib
 import zlib
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contract.messages import INT64_MAX, MAX_PAYLOAD_BYTES, ContractError, EpochSeconds, Message, Name, Text
 
@@ -54,9 +55,43 @@ class AccessEntry(BaseModel):
     valid_from: EpochSeconds | None = Field(None, description="Valid from (epoch seconds UTC).")
     valid_until: EpochSeconds | None = Field(None, description="Valid until (epoch seconds UTC).")
     max_uses: int | None = Field(None, ge=1, le=INT64_MAX, description="Entries a visitor pass allows.")
+    groups: list[Name] = Field(default_factory=list, max_length=50, description="The holder's groups on this gate.")
 
 
-_ENTRIES = TypeAdapter(list[AccessEntry])
+class AccessSchedule(BaseModel):
+    """A weekly schedule: segments of [weekday 0=Monday, start minute, end minute) in site time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name = Field(description="Schedule id.")
+    segments: list[
+        tuple[
+            Annotated[int, Field(ge=0, le=6)],
+            Annotated[int, Field(ge=0, le=1439)],
+            Annotated[int, Field(ge=1, le=1440)],
+        ]
+    ] = Field(max_length=100, description="[weekday, start minute, end minute] each.")
+    closed_on_holidays: bool = Field(True, description="Closed on the gate's holidays.")
+
+
+class AccessGroup(BaseModel):
+    """A group granting its members other buildings, at any time or on a schedule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name = Field(description="Group id.")
+    buildings: list[Name] = Field(max_length=100, description="Buildings the group grants.")
+    schedule: Name | None = Field(None, description="When; null: at any time.")
+
+
+class AccessBody(BaseModel):
+    """What a list's parts carry once joined and inflated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entries: list[AccessEntry] = Field(description="Cards: every card (snapshot) or the changed ones (delta).")
+    groups: list[AccessGroup] = Field(default_factory=list, max_length=1000, description="All groups, whole.")
+    schedules: list[AccessSchedule] = Field(default_factory=list, max_length=1000, description="All schedules.")
 
 
 class AccessListPart(Message):
@@ -91,13 +126,13 @@ def header_bytes(part: AccessListPart) -> bytes:
     )
 
 
-def pack_entries(entries: list[AccessEntry]) -> bytes:
-    """The body: the entries as a JSON array, zlib-compressed."""
-    return zlib.compress(_ENTRIES.dump_json(entries), 6)
+def pack_body(body: AccessBody) -> bytes:
+    """The body as JSON, zlib-compressed."""
+    return zlib.compress(body.model_dump_json().encode("utf-8"), 6)
 
 
-def unpack_entries(body: bytes) -> list[AccessEntry]:
-    """The entries of a body, or ContractError (not zlib, too large once inflated, not the schema)."""
+def unpack_body(body: bytes) -> AccessBody:
+    """The body, or ContractError (not zlib, too large once inflated, not the schema)."""
     inflater = zlib.decompressobj()
     try:
         data = inflater.decompress(body, MAX_BODY_BYTES)
@@ -106,7 +141,7 @@ def unpack_entries(body: bytes) -> list[AccessEntry]:
     if inflater.unconsumed_tail or not inflater.eof:
         raise ContractError("oversized", f"access list body inflates past {MAX_BODY_BYTES} bytes or is cut short")
     try:
-        return _ENTRIES.validate_json(data, strict=True)
+        return AccessBody.model_validate_json(data, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

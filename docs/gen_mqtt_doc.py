@@ -467,7 +467,7 @@ def access_list_example() -> AccessListPart:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from contract.access import digest_of, pack_entries, signed_bytes, split_body
+    from contract.access import AccessBody, digest_of, pack_body, signed_bytes, split_body
 
     entry = AccessEntry(
         format="wiegand26",
@@ -481,7 +481,7 @@ def access_list_example() -> AccessListPart:
         building="b07",
         room="301",
     )
-    body = pack_entries([entry])
+    body = pack_body(AccessBody(entries=[entry]))
     digest = digest_of(body)
     key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
     header = signed_bytes(SITE, "b07-gate", "delta", 1843, 1842, T0 + 700, 1, digest)

@@ -25,17 +25,20 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contract.access import (
+    AccessBody,
     AccessEntry,
+    AccessGroup,
     AccessListPart,
+    AccessSchedule,
     digest_of,
-    pack_entries,
+    pack_body,
     signed_bytes,
     split_body,
 )
@@ -52,7 +55,8 @@ Publish = Callable[[str, bytes, int], bool]
 
 _ENTRY = (
     "SELECT c.format, c.bits, c.facility, c.number, c.raw, c.state, c.valid_from, c.valid_until, c.max_uses, "
-    "r.employee_no, r.name, r.building, r.room, r.kind FROM cards c JOIN residents r ON r.id = c.resident_id "
+    "r.employee_no, r.name, r.building, r.room, r.kind, r.id AS rid "
+    "FROM cards c JOIN residents r ON r.id = c.resident_id "
 )
 
 
@@ -73,6 +77,8 @@ class GateList:
     version: int
     base: int
     entries: list[AccessEntry]
+    groups: list[AccessGroup] = field(default_factory=list)
+    schedules: list[AccessSchedule] = field(default_factory=list)
 
 
 def gate_buildings(conn: sqlite3.Connection, site: str, device: str) -> list[str]:
@@ -84,8 +90,12 @@ def _marks(values: list[str]) -> str:
     return ",".join("?" * len(values))
 
 
-def _entry(row: sqlite3.Row, buildings: list[str]) -> AccessEntry:
-    state = row["state"] if row["building"] in buildings else "removed"
+def _entry(row: sqlite3.Row, buildings: list[str], groups: dict[int, list[str]]) -> AccessEntry:
+    """A card as this gate sees it: `removed` once its holder neither lives in nor is granted one
+    of the gate's buildings (moved out, left a group)."""
+    member_of = groups.get(row["rid"], [])
+    on_gate = row["building"] in buildings or bool(member_of)
+    state = row["state"] if on_gate else "removed"
     return AccessEntry(
         format=row["format"],
         bits=row["bits"],
@@ -101,7 +111,47 @@ def _entry(row: sqlite3.Row, buildings: list[str]) -> AccessEntry:
         valid_from=row["valid_from"],
         valid_until=row["valid_until"],
         max_uses=row["max_uses"],
+        groups=member_of,
     )
+
+
+def gate_groups(conn: sqlite3.Connection, buildings: list[str]) -> tuple[list[AccessGroup], list[AccessSchedule]]:
+    """The groups granting one of `buildings` (only those buildings shown) and their schedules."""
+    rows = conn.execute(
+        f"SELECT g.name, g.schedule, gb.building FROM access_groups g JOIN access_group_buildings gb "
+        f"ON gb.group_name = g.name WHERE gb.building IN ({_marks(buildings)}) ORDER BY g.name, gb.building",
+        buildings,
+    ).fetchall()
+    grants: dict[str, list[str]] = {}
+    when: dict[str, str | None] = {}
+    for r in rows:
+        grants.setdefault(r["name"], []).append(r["building"])
+        when[r["name"]] = r["schedule"]
+    groups = [AccessGroup(name=n, buildings=b, schedule=when[n]) for n, b in grants.items()]
+    used = sorted({s for s in when.values() if s is not None})
+    schedules = [
+        AccessSchedule(
+            name=r["name"],
+            segments=[tuple(x) for x in json.loads(r["segments"])],
+            closed_on_holidays=bool(r["closed_on_holidays"]),
+        )
+        for r in conn.execute(
+            f"SELECT * FROM access_schedules WHERE name IN ({_marks(used)}) ORDER BY name", used
+        ).fetchall()
+    ]
+    return groups, schedules
+
+
+def _memberships(conn: sqlite3.Connection, groups: list[AccessGroup]) -> dict[int, list[str]]:
+    names = [g.name for g in groups]
+    out: dict[int, list[str]] = {}
+    for r in conn.execute(
+        f"SELECT resident_id, group_name FROM resident_groups WHERE group_name IN ({_marks(names)}) "
+        "ORDER BY group_name",
+        names,
+    ).fetchall():
+        out.setdefault(r[0], []).append(r[1])
+    return out
 
 
 def latest_version(conn: sqlite3.Connection, buildings: list[str]) -> int:
@@ -113,26 +163,34 @@ def latest_version(conn: sqlite3.Connection, buildings: list[str]) -> int:
 
 def build_list(conn: sqlite3.Connection, site: str, device: str, base: int | None) -> GateList:
     """A snapshot (base None) or the delta since `base`, at the newest version of the box's buildings.
-    A snapshot is at least version 1, so a box that has nothing (version 0) always takes it."""
+    A snapshot is at least version 1, so a box that has nothing (version 0) always takes it. The
+    cards are those of residents of the box's buildings and of members of groups granting them."""
     buildings = gate_buildings(conn, site, device)
     marks = _marks(buildings)
     version = max(latest_version(conn, buildings), 1)
+    groups, schedules = gate_groups(conn, buildings)
+    members = _memberships(conn, groups)
     if base is None:
         rows = conn.execute(
-            _ENTRY + f"WHERE r.building IN ({marks}) AND c.state IN ('active', 'suspended') ORDER BY c.id", buildings
+            _ENTRY + f"WHERE (r.building IN ({marks}) OR r.id IN ({_marks([str(m) for m in members])})) "
+            "AND c.state IN ('active', 'suspended') ORDER BY c.id",
+            [*buildings, *members],
         ).fetchall()
-        return GateList(site, device, "snapshot", version, 0, [_entry(r, buildings) for r in rows])
-    rows = conn.execute(
-        _ENTRY + f"WHERE c.id IN (SELECT card_id FROM list_changes WHERE version > ? AND building IN ({marks})) "
-        "ORDER BY c.id",
-        [base, *buildings],
-    ).fetchall()
-    return GateList(site, device, "delta", version, base, [_entry(r, buildings) for r in rows])
+        kind: Literal["snapshot", "delta"] = "snapshot"
+    else:
+        rows = conn.execute(
+            _ENTRY + f"WHERE c.id IN (SELECT card_id FROM list_changes WHERE version > ? AND building IN ({marks})) "
+            "ORDER BY c.id",
+            [base, *buildings],
+        ).fetchall()
+        kind = "delta"
+    entries = [_entry(r, buildings, members) for r in rows]
+    return GateList(site, device, kind, version, base or 0, entries, groups, schedules)
 
 
 def sign_list(key: Ed25519PrivateKey, gate_list: GateList, issued: float | None = None) -> list[bytes]:
     """The encoded AccessListPart payloads of `gate_list`, signed."""
-    body = pack_entries(gate_list.entries)
+    body = pack_body(AccessBody(entries=gate_list.entries, groups=gate_list.groups, schedules=gate_list.schedules))
     slices = split_body(body)
     issued = time.time() if issued is None else issued
     digest = digest_of(body)

@@ -10,7 +10,9 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -244,3 +246,37 @@ def test_swipes_garbage_and_a_forced_door_reach_the_hubs_access_log(site: Site) 
     bad = sorted(r.why or "" for r in records if r.reason == "bad_read")
     assert len(bad) == 2 and "not a card number" in bad[0] and "too long: 500 characters" in bad[1]
     assert [r.alarm for r in records if r.kind == "door_alarm"] == ["forced_open"]
+
+
+def test_a_group_member_from_another_building_enters_on_schedule_only(site: Site) -> None:
+    """Deny by schedule: a cleaner living in b03 joins a group granting b07 on weekdays by day."""
+    assert wait_for(lambda: site.version() > 0, timeout=20)
+    zone = ZoneInfo("Asia/Shanghai")
+    monday_10 = datetime(2026, 12, 7, 10, 0, tzinfo=zone).timestamp()
+    monday_23 = datetime(2026, 12, 7, 23, 0, tzinfo=zone).timestamp()
+    saturday_10 = datetime(2026, 12, 12, 10, 0, tzinfo=zone).timestamp()
+    config = str(site.hub_cfg)
+    for args in (
+        ("schedule", "--name", "weekday-day", "--segment", "mon-fri 07:00-22:00"),
+        ("group", "--name", "cleaners", "--building", "b07", "--schedule", "weekday-day"),
+        ("member", "--employee", "E009", "--group", "cleaners"),
+    ):
+        done = subprocess.run(hub_cmd("cards", args[0], "--config", config, *args[1:]), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert wait_for(lambda: site.decide("b07-east", 12, 9, at=monday_10) == "granted", timeout=10, interval=0.05)
+    assert site.decide("b07-east", 12, 9, at=monday_23) == "outside_schedule"
+    assert site.decide("b07-east", 12, 9, at=saturday_10) == "outside_schedule"
+    bad = subprocess.run(
+        hub_cmd("cards", "schedule", "--config", config, "--name", "x", "--segment", "fri-mon 07:00-22:00"),
+        capture_output=True,
+        text=True,
+    )
+    assert (bad.returncode != 0 and "the days run backwards" in bad.stderr) or "end must come after" in bad.stderr
+    # Out of the group: the card leaves b07's gate.
+    done = subprocess.run(
+        hub_cmd("cards", "member", "--config", config, "--employee", "E009", "--group", "cleaners", "--remove"),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert wait_for(lambda: site.decide("b07-east", 12, 9, at=monday_10) == "unknown_card", timeout=10, interval=0.05)

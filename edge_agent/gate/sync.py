@@ -12,7 +12,8 @@ rejection, reported to the hub as an `access_list_rejected` event and logged):
    after the version held: it would skip changes);
 6. a snapshot would not empty a list that has cards (`empty_snapshot`: a hub whose database was
    lost must not lock out every resident);
-7. the body inflates and every entry follows the schema (`malformed`).
+7. the body inflates and every entry follows the schema (`malformed`); it can be written
+   (`apply_failed`: a group naming a schedule that is not there, a full disk).
 
 Then it is written in one transaction (gate.db, WAL): a decision taken meanwhile sees the old list
 or the new one, never half of each, and never an empty list while a snapshot replaces the old.
@@ -32,9 +33,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from common.residents_csv import NO_FACILITY
-from contract.access import AccessEntry, AccessListPart, digest_of, header_bytes, unpack_entries
+from contract.access import AccessBody, AccessListPart, digest_of, header_bytes, unpack_body
 from contract.messages import ContractError, decode
-from edge_agent.gate.store import list_version, put_credential, put_holder
+from edge_agent.gate.store import add_to_group, list_version, put_credential, put_group, put_holder, put_schedule
 
 log = logging.getLogger("diaolou.gate.sync")
 MAX_PENDING_LISTS = 2  # lists being assembled at once; more means someone is flooding the topic
@@ -133,31 +134,52 @@ class ListReceiver:
             reason = "replayed" if head.version <= current else "gap"
             raise ListRejected(reason, f"delta v{head.base}->v{head.version} does not follow v{current}", head.version)
         try:
-            entries = unpack_entries(body)
+            content = unpack_body(body)
         except ContractError as exc:
             raise ListRejected("malformed", str(exc), head.version) from None
-        if head.kind == "snapshot" and not entries and self._cards() > 0:
+        if head.kind == "snapshot" and not content.entries and self._cards() > 0:
             raise ListRejected("empty_snapshot", "an empty snapshot would lock every resident out", head.version)
-        apply_entries(self.db, head.kind == "snapshot", head.version, entries)
+        try:
+            apply_body(self.db, head.kind == "snapshot", head.version, content)
+        except (sqlite3.Error, ValueError) as exc:  # rolled back: the list held stays as it was
+            raise ListRejected("apply_failed", f"cannot write the list: {exc}", head.version) from None
+        n = len(content.entries)
         seconds = time.perf_counter() - started
-        log.info("applied %s v%d (%d cards) in %.0f ms", head.kind, head.version, len(entries), seconds * 1000)
-        return Applied(head.kind, head.version, len(entries), seconds)
+        log.info("applied %s v%d (%d cards) in %.0f ms", head.kind, head.version, n, seconds * 1000)
+        return Applied(head.kind, head.version, n, seconds)
 
     def _cards(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM credentials").fetchone()[0])
 
 
-def apply_entries(db: sqlite3.Connection, snapshot: bool, version: int, entries: list[AccessEntry]) -> None:
+def _put_groups(db: sqlite3.Connection, body: AccessBody) -> None:
+    """Groups and schedules come whole with every list: what is not in it is gone."""
+    for schedule in body.schedules:
+        segments = [(d, a, b) for d, a, b in schedule.segments]
+        put_schedule(db, schedule.name, segments, schedule.closed_on_holidays)
+    for group in body.groups:
+        put_group(db, group.name, list(group.buildings), group.schedule)
+    names = [g.name for g in body.groups]
+    db.execute(f"DELETE FROM groups WHERE name NOT IN ({','.join('?' * len(names))})", names)
+    kept = [s.name for s in body.schedules]
+    db.execute(f"DELETE FROM schedules WHERE name NOT IN ({','.join('?' * len(kept))})", kept)
+
+
+def apply_body(db: sqlite3.Connection, snapshot: bool, version: int, body: AccessBody) -> None:
     """Write a verified list in one transaction. A snapshot keeps the uses of the passes it keeps."""
     db.execute("BEGIN IMMEDIATE")
     try:
+        _put_groups(db, body)
         keep: list[tuple[int, int, int]] = []
-        for e in entries:
+        for e in body.entries:
             card = (e.facility, e.number, e.bits)
             if e.state == "removed":
                 db.execute("DELETE FROM credentials WHERE facility = ? AND number = ? AND bits = ?", card)
                 continue
             holder = put_holder(db, e.employee_no, e.name, e.building, room=e.room, kind=e.kind)
+            db.execute("DELETE FROM holder_groups WHERE holder_id = ?", (holder,))
+            for group in e.groups:
+                add_to_group(db, holder, group)
             facility = None if e.facility == NO_FACILITY else e.facility
             put_credential(
                 db,

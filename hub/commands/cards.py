@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +14,7 @@ from common.clikit import CommandError, Commands
 from common.residents_csv import MAX_FILE_BYTES, ResidentsCsvError
 from hub.commands import cli_connection
 from hub.config import load_hub_config
-from hub.services import audit, cards
+from hub.services import access_groups, audit, cards
 
 if TYPE_CHECKING:
     from common.clikit import SubParsers
@@ -64,6 +66,43 @@ def cmd_cards_door(args: argparse.Namespace) -> int:
     return 0
 
 
+def _access_change(args: argparse.Namespace, change: Callable[[sqlite3.Connection], None], done: str) -> int:
+    config = load_hub_config(args.config)
+    conn = cli_connection(config)
+    try:
+        change(conn)
+    except cards.CardError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        conn.close()
+    print(done)
+    return 0
+
+
+def cmd_cards_schedule(args: argparse.Namespace) -> int:
+    return _access_change(
+        args,
+        lambda c: access_groups.set_schedule(c, audit.CLI, args.name, args.segment, not args.open_on_holidays),
+        f"schedule {args.name}: {', '.join(args.segment)}",
+    )
+
+
+def cmd_cards_group(args: argparse.Namespace) -> int:
+    return _access_change(
+        args,
+        lambda c: access_groups.set_group(c, audit.CLI, args.name, args.building, args.schedule),
+        f"group {args.name} grants {', '.join(args.building)} ({args.schedule or 'at any time'})",
+    )
+
+
+def cmd_cards_member(args: argparse.Namespace) -> int:
+    return _access_change(
+        args,
+        lambda c: access_groups.set_member(c, audit.CLI, args.employee, args.group, not args.remove),
+        f"{args.employee} {'left' if args.remove else 'joined'} group {args.group}",
+    )
+
+
 def register_cards_commands(command: Commands, sub: SubParsers) -> None:
     group = sub.add_parser("cards", help="Access cards: residents, cards, gate doors.")
     group_sub = group.add_subparsers(dest="cards_command", required=True)
@@ -79,6 +118,21 @@ def register_cards_commands(command: Commands, sub: SubParsers) -> None:
     p.add_argument("--config", required=True)
     for name in ("site", "device", "door", "building"):
         p.add_argument(f"--{name}", required=True)
+    p = command("schedule", cmd_cards_schedule, "Add or change a weekly schedule for groups.", group_sub)
+    p.add_argument("--config", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--segment", action="append", required=True, help="DAY[-DAY] HH:MM-HH:MM, e.g. mon-fri 07:00-22:00")
+    p.add_argument("--open-on-holidays", action="store_true", help="Open on holidays too (default: closed).")
+    p = command("group", cmd_cards_group, "Add or change a group granting buildings (on a schedule).", group_sub)
+    p.add_argument("--config", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--building", action="append", required=True, help="A building it grants; repeat.")
+    p.add_argument("--schedule", help="When (a schedule's name); default: at any time.")
+    p = command("member", cmd_cards_member, "Put a resident in a group (or --remove them).", group_sub)
+    p.add_argument("--config", required=True)
+    p.add_argument("--employee", required=True, help="The resident's employee number.")
+    p.add_argument("--group", required=True)
+    p.add_argument("--remove", action="store_true")
     p = command(
         "public-key",
         cmd_cards_public_key,

@@ -71,17 +71,23 @@ def _may(principal: Principal | None, building: str) -> bool:
     return principal is None or principal.role == "admin" or building in principal.buildings
 
 
-def _ensure_building(conn: sqlite3.Connection, name: str) -> None:
+def ensure_building(conn: sqlite3.Connection, name: str) -> None:
     if not re.fullmatch(BUILDING_PATTERN, name):
         raise CardError(f"{name[:70]!r} is not a building id (lower-case letters, digits, - and _)")
     conn.execute("INSERT OR IGNORE INTO buildings (name, created) VALUES (?, ?)", (name, time.time()))
 
 
 def touch(conn: sqlite3.Connection, card_id: int, buildings: Iterable[str]) -> int:
-    """Record that `card_id` changed for the gates of `buildings`; returns the new version."""
+    """Record that `card_id` changed for the gates of `buildings` and of the buildings its holder's
+    groups grant; returns the new version."""
     version = 0
     now = time.time()
-    for building in sorted(set(buildings)):
+    granted = conn.execute(
+        "SELECT gb.building FROM cards c JOIN resident_groups rg ON rg.resident_id = c.resident_id "
+        "JOIN access_group_buildings gb ON gb.group_name = rg.group_name WHERE c.id = ?",
+        (card_id,),
+    ).fetchall()
+    for building in sorted({*buildings, *(r[0] for r in granted)}):
         cur = conn.execute(
             "INSERT INTO list_changes (time, building, card_id) VALUES (?, ?, ?)", (now, building, card_id)
         )
@@ -96,7 +102,7 @@ def set_door(conn: sqlite3.Connection, actor: audit.Actor, site: str, device: st
         if not is_site_name(value):
             raise CardError(f"{value[:70]!r} is not a {what} id (lower-case letters, digits, - and _)")
     with transaction(conn):
-        _ensure_building(conn, building)
+        ensure_building(conn, building)
         conn.execute(
             "INSERT INTO gate_doors (site, device, door, building) VALUES (?, ?, ?, ?) ON CONFLICT "
             "(site, device, door) DO UPDATE SET building = excluded.building",
@@ -182,7 +188,7 @@ def issue(conn: sqlite3.Connection, actor: audit.Actor, principal: Principal | N
         old = conn.execute("SELECT building FROM residents WHERE employee_no = ?", (body.employee_no,)).fetchone()
         if old is not None and not _may(principal, old["building"]):
             raise CardError(f"employee {body.employee_no} lives in a building that is not yours", 403)
-        _ensure_building(conn, body.building)
+        ensure_building(conn, body.building)
         resident_id, moved = _upsert_resident(conn, body, now)
         card_id = _put_card(conn, resident_id, key, None, body, now)
         _resident_changed(conn, resident_id, moved, body.building)
@@ -219,7 +225,7 @@ def import_csv(
             if old is not None and not _may(principal, old["building"]):
                 problems.append(f"line {row.line}: employee_no: {row.employee_no} lives in a building not yours")
                 continue
-            _ensure_building(conn, row.building)
+            ensure_building(conn, row.building)
             resident_id, moved = _upsert_resident(conn, body, now)
             key = CardKey(
                 row.format, row.bits, NO_FACILITY if row.facility is None else row.facility, row.number, row.raw
