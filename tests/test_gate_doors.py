@@ -4,16 +4,24 @@ libgpiod backend refuses a chip that is not there with words that name it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from contract import Event
+from edge_agent.config import parse_config
 from edge_agent.gate.controller import DENIALS_FOR_ALARM, DoorController, DoorRules
 from edge_agent.gate.credential import CardReadError, encode_wiegand, parse_wiegand
 from edge_agent.gate.door import DoorIOError, GpiodDoor, SimulatedDoor
 from edge_agent.gate.engine import Engine
+from edge_agent.gate.loop import GateDoors
+from edge_agent.gate.reader import WedgeLine
+from edge_agent.gate.serial_reader import SerialReader
+from edge_agent.gate.simulator import SimulatorReader
 from edge_agent.gate.store import DoorRow, open_db, put_credential, put_door, put_holder
+from tests.conftest import wait_for
 
 T = 1_790_000_000.0
 
@@ -90,3 +98,58 @@ def test_gpio_door_on_a_missing_chip_names_it() -> None:
         expected = "/dev/gpiochip-none"
     with pytest.raises(DoorIOError, match=expected):
         GpiodDoor("/dev/gpiochip-none", 17, 27, 22, False, lambda _o, _t: None, lambda _t: None)
+
+
+def test_a_serial_reader_refuses_garbage_and_overlong_lines_and_keeps_reading(tmp_path: Path) -> None:
+    """A real pseudo-terminal stands in for the RS-232 line: the reader opens it like a port."""
+
+    master, slave = os.openpty()
+    reader = SerialReader("b07-east", os.ttyname(slave))
+    try:
+        os.write(master, b"\x021234567890\x03\r\n")
+        card = reader.read(2)
+        assert card is not None and card.number == 1234567890
+        os.write(master, b"\xff\xfe\x00garbage\r\n")
+        with pytest.raises(CardReadError, match="serial line is not text"):
+            reader.read(2)
+        os.write(master, b"7" * 5000 + b"\r\n")
+        with pytest.raises(CardReadError, match="serial line too long"):
+            reader.read(2)
+        os.write(master, b"12ab\r\n42\r\n")
+        with pytest.raises(CardReadError, match="'12ab' is not a card number"):
+            reader.read(2)
+        card = reader.read(2)  # the line after the bad ones is read as usual
+        assert card is not None and card.number == 42
+        assert reader.read(0.2) is None  # nothing more: None, no error
+    finally:
+        reader.close()
+        os.close(master)
+
+
+def test_a_serial_reader_that_cannot_open_leaves_the_other_doors_working(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = parse_config(
+        yaml.safe_dump(
+            {
+                "storage": {"root": str(tmp_path)},
+                "doors": {
+                    "b07-east": {"building": "b07"},
+                    "b07-west": {"building": "b07", "reader": {"kind": "serial", "device": str(tmp_path / "ttyNONE")}},
+                },
+            }
+        )
+    )
+    db = open_db(tmp_path / "gate.db")
+    rows = {n: DoorRow(n, "b07", "b07", "in", False) for n in config.doors}
+    events: list[Event] = []
+    doors = GateDoors(config, Engine(db, rows, "UTC"), events.append)
+    assert set(doors.controllers) == {"b07-east"}
+    assert "door b07-west: reader b07-west: cannot open serial port" in caplog.text
+    doors.start()
+    reader = doors.readers["b07-east"]
+    assert isinstance(reader, SimulatorReader)
+    reader.push(WedgeLine("99\r\n"))
+    assert wait_for(lambda: len(events) == 1, timeout=5)
+    assert events[0].detail["reason"] == "unknown_card"
+    doors.stop()

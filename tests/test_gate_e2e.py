@@ -25,6 +25,7 @@ from edge_agent.config import parse_config
 from edge_agent.gate.credential import encode_wiegand
 from edge_agent.gate.door import SimulatedDoor
 from edge_agent.gate.reader import WedgeLine, WiegandBits
+from edge_agent.gate.simulator import SimulatorReader
 from edge_agent.gate.store import list_version
 from hub.access_sync import build_list, list_public_key, sign_list
 from hub.models import AccessRecord, CardIssue
@@ -222,7 +223,7 @@ def test_swipes_garbage_and_a_forced_door_reach_the_hubs_access_log(site: Site) 
     doors = site.agent.doors
     assert doors is not None
     reader, door = doors.readers["b07-east"], doors.io["b07-east"]
-    assert isinstance(door, SimulatedDoor)
+    assert isinstance(door, SimulatedDoor) and isinstance(reader, SimulatorReader)
     reader.push(WiegandBits(encode_wiegand(26, 12, 3)))  # E003: granted, the relay pulses
     reader.push(WedgeLine("12ab\r\n"))  # garbage from a reader: refused with the reason
     reader.push(WedgeLine("9" * 500))  # an oversized keyboard-wedge line

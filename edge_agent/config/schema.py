@@ -395,15 +395,16 @@ class Defaults(Strict):
 class ReaderConfig(Strict):
     """The card reader at a door."""
 
-    kind: Literal["simulator"] = Field(
+    kind: Literal["simulator", "serial"] = Field(
         "simulator",
         description="Reader driver. simulator: frames pushed by software (tests, a box set up before its readers "
-        "are wired); Wiegand on GPIO, keyboard-wedge (evdev), serial and OSDP readers come later.",
+        "are wired); serial: a reader printing card numbers as lines (9600 baud, `device` the port, pyserial); "
+        "Wiegand on GPIO, keyboard-wedge (evdev) and OSDP readers come later.",
     )
     device: str | None = Field(
         None,
         max_length=200,
-        description="The reader's device (e.g. /dev/input/event3, /dev/ttyS1); the simulator has none.",
+        description="The reader's device (e.g. /dev/ttyS1 for serial); the simulator has none.",
     )
 
 

@@ -1,6 +1,6 @@
 """The gate doors of a running agent: per door a reader, door I/O and a controller, and a thread
 that reads cards and checks the door's timers. Built from the config: readers are the simulator
-(the only kind today) and door I/O the simulated backend; `door.GpiodDoor` drives real lines but
+or a serial reader and door I/O the simulated backend; `door.GpiodDoor` drives real lines but
 is not yet selectable from the config."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from edge_agent.gate.controller import DoorController, DoorRules
 from edge_agent.gate.credential import CardReadError
 from edge_agent.gate.door import DoorIO, SimulatedDoor
 from edge_agent.gate.engine import Engine
+from edge_agent.gate.reader import Reader
+from edge_agent.gate.serial_reader import SerialReader
 from edge_agent.gate.simulator import SimulatorReader
 
 log = logging.getLogger("diaolou.gate")
@@ -24,7 +26,7 @@ READ_TIMEOUT_S = 0.5  # how often a door's timers (held open) are checked while 
 
 class GateDoors:
     def __init__(self, config: AgentConfig, engine: Engine, emit: Callable[[Event], object]) -> None:
-        self.readers: dict[str, SimulatorReader] = {}
+        self.readers: dict[str, Reader] = {}
         self.io: dict[str, DoorIO] = {}
         self.controllers: dict[str, DoorController] = {}
         for name, door in config.doors.items():
@@ -32,11 +34,23 @@ class GateDoors:
             sim = SimulatedDoor()
             controller = DoorController(rules, engine, sim, emit)
             sim.on_contact, sim.on_exit = controller.on_contact, controller.on_exit
-            self.readers[name] = SimulatorReader(name)
+            try:
+                self.readers[name] = self._reader(name, door.reader.kind, door.reader.device)
+            except (OSError, ValueError) as exc:  # one dead reader must not stop the other doors
+                log.error("door %s: %s; this door reads no card until it is fixed", name, exc)
+                continue
             self.io[name] = sim
             self.controllers[name] = controller
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @staticmethod
+    def _reader(name: str, kind: str, device: str | None) -> Reader:
+        if kind == "serial":
+            if device is None:
+                raise ValueError(f"door {name}: a serial reader needs `reader.device` (e.g. /dev/ttyS1)")
+            return SerialReader(name, device)
+        return SimulatorReader(name)
 
     def start(self) -> None:
         for name in self.controllers:
