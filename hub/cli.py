@@ -25,6 +25,7 @@ from common.clikit import CommandError, Commands, root_parser, run
 from hub import __version__
 from hub.commands.cards import register_cards_commands
 from hub.commands.evidence import register_evidence_commands
+from hub.commands.incidents import register_incident_commands
 from hub.commands.people import register_people_commands
 from hub.config import ConfigError, HubConfig, format_validation_error, load_hub_config, render_hub_config
 from hub.migrations import SchemaTooNew
@@ -279,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="One JSON object per line.")
     register_people_commands(command, sub)
     register_evidence_commands(command, sub, devices_sub)
+    register_incident_commands(command, sub)
     register_cards_commands(command, sub)
     return parser
 

@@ -19,7 +19,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hub import __version__, commands_out
 from hub.api import access_pages, live_pages, pages
 from hub.api.deps import LoginRedirect, Policy, policy_of
-from hub.api.routes import alerts, audit, auth, cameras, cards, clips, devices, media, notifications, timeline, users
+from hub.api.routes import (
+    alerts,
+    audit,
+    auth,
+    cameras,
+    cards,
+    clips,
+    devices,
+    incidents,
+    media,
+    notifications,
+    timeline,
+    users,
+)
 from hub.config import HubConfig
 from hub.media.sessions import MediaHub
 from hub.services.accounts import LoginPolicy
@@ -41,6 +54,7 @@ ROUTERS: list[APIRouter] = [
     access_pages.router,
     media.router,
     live_pages.router,
+    incidents.router,
     pages.router,
 ]
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"

@@ -1,0 +1,133 @@
+"""Grid incidents: the list each role may see, one incident with its history, raising one from an
+alert, lifecycle steps (the service checks which role may take which step), photos."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.api.deps import Conn, actor, allow
+from hub.models import Principal
+from hub.services import incidents
+from hub.services.incidents import Incident, IncidentDetail, IncidentError, Priority, Status
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+
+
+class IncidentList(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    items: list[Incident] = Field(description="Newest first.")
+
+
+class FromAlert(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alert_id: str = Field(min_length=1, max_length=64, description="The alert (event id) to raise it from.")
+    category: str = Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$", description="Category code.")
+    priority: Priority = Field("normal", description="urgent, high, normal or low.")
+    note: str = Field("", max_length=4000, description="What the operator saw.")
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    note: str = Field("", max_length=4000, description="Required for reject, resolve, rework and suspend.")
+    photos: list[str] = Field(default_factory=list, max_length=20, description="Names from the photos upload.")
+
+
+class PhotoSaved(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(description="Name this photo in a step's photos.")
+
+
+def _refused(exc: IncidentError) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
+
+
+@router.get("", response_model=IncidentList)
+def list_incidents(
+    conn: Conn,
+    status: Status | None = Query(None, description="Only this status."),
+    grid: str | None = Query(None, max_length=64, description="Only this grid."),
+    limit: int = Query(100, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    principal: Principal = allow("admin", "grid_worker", "police"),
+) -> IncidentList:
+    """Incidents the caller may see: all (admin), their grids' (grid worker), their sites' (police)."""
+    return IncidentList(items=incidents.list_incidents(conn, principal, status, grid, limit, offset))
+
+
+@router.post("", response_model=IncidentDetail, status_code=201)
+def raise_from_alert(
+    body: FromAlert, request: Request, conn: Conn, principal: Principal = allow("admin")
+) -> IncidentDetail:
+    """Raise an incident by hand from an alert; 409 if the alert is already on one."""
+    try:
+        incident_id = incidents.raise_from_alert(
+            conn, principal, actor(request, principal), body.alert_id, body.category, body.priority, body.note
+        )
+        return incidents.get(conn, principal, incident_id)
+    except IncidentError as exc:
+        raise _refused(exc) from None
+
+
+@router.get("/{incident_id}", response_model=IncidentDetail)
+def get_incident(
+    incident_id: int, conn: Conn, principal: Principal = allow("admin", "grid_worker", "police")
+) -> IncidentDetail:
+    try:
+        return incidents.get(conn, principal, incident_id)
+    except IncidentError as exc:
+        raise _refused(exc) from None
+
+
+@router.post("/{incident_id}/actions/{action}", response_model=Incident)
+def take_step(
+    incident_id: int,
+    action: str,
+    body: Step,
+    request: Request,
+    conn: Conn,
+    principal: Principal = allow("admin", "grid_worker", "police"),
+) -> Incident:
+    """accept, reject, dispatch, start, resolve, verify, rework, close, suspend, resume or note;
+    403 for a role that may not take it, 409 from the wrong status."""
+    try:
+        incidents.get(conn, principal, incident_id)  # 404 before anything else
+        incidents.check_photos(request.app.state.data_dir, incident_id, body.photos)
+        return incidents.transition(
+            conn, principal, actor(request, principal), incident_id, action, body.note, body.photos
+        )
+    except IncidentError as exc:
+        raise _refused(exc) from None
+
+
+@router.post("/{incident_id}/photos", response_model=PhotoSaved, status_code=201)
+async def upload_photo(
+    incident_id: int, request: Request, conn: Conn, principal: Principal = allow("admin", "grid_worker")
+) -> PhotoSaved:
+    """The body is the image itself (image/jpeg or image/png), at most 8 MB."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > incidents.PHOTO_MAX_BYTES:
+            raise HTTPException(413, "a photo is at most 8 MB")
+    try:
+        name = incidents.save_photo(conn, principal, request.app.state.data_dir, incident_id, bytes(data))
+    except IncidentError as exc:
+        raise _refused(exc) from None
+    return PhotoSaved(name=name)
+
+
+@router.get("/{incident_id}/photos/{name}")
+def get_photo(
+    incident_id: int,
+    name: str,
+    request: Request,
+    conn: Conn,
+    principal: Principal = allow("admin", "grid_worker", "police"),
+) -> FileResponse:
+    try:
+        path = incidents.photo_path(conn, principal, request.app.state.data_dir, incident_id, name)
+    except IncidentError as exc:
+        raise _refused(exc) from None
+    return FileResponse(path, media_type="image/jpeg" if name.endswith(".jpg") else "image/png")
