@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +15,12 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from contract import Event
+from edge_agent.events.ids import new_event_id
 from hub.api.app import create_app
 from hub.config import HubConfig
+from hub.db import HubDB
+from hub.records import Record
 from hub.services import accounts, audit
 from hub.store import connect, open_store
 from tests.test_hub import hub_cmd
@@ -179,3 +186,30 @@ def test_the_cards_page_is_chinese_by_default_and_english_on_request(hub: tuple[
     page = client.get("/cards")
     assert page.status_code == 200 and "住户" in page.text and "发卡" in page.text
     assert "Issue a card" in client.get("/cards?lang=en").text
+
+
+def test_the_access_log_is_searched_and_exported_within_the_managers_buildings(hub: tuple[Path, TestClient]) -> None:
+    config_file, client = hub
+    data_dir = Path(yaml.safe_load(config_file.read_text())["data_dir"])
+    db = HubDB(data_dir / "hub.db")
+    now = time.time()
+
+    def swipe(n: int, building: str, name: str) -> Record:
+        detail = {"door": f"{building}-east", "building": building, "granted": True, "reason": "granted"}
+        detail |= {"card": f"12/{n}", "employee_no": f"E{n:03d}", "name": name, "why": "ok"}
+        event = Event(id=new_event_id(now - 100 + n), kind="access", phase="instant", time=now - 100 + n, detail=detail)
+        return Record("event", "dorms", f"{building}-gate", now, message=event)
+
+    db.write([swipe(1, "b07", "李伟"), swipe(2, "b07", "=HYPERLINK(1)"), swipe(3, "b03", "Wang")])
+    db.close()
+    dorm = sign_in(client, "dorm7")
+    found = client.get("/api/v1/cards/access-log", params={"employee_no": "E001"}, headers=dorm).json()["items"]
+    assert [(r["employee_no"], r["name"], r["granted"]) for r in found] == [("E001", "李伟", True)]
+    exported = client.get("/api/v1/cards/access-log.csv", headers=dorm)
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(exported.text.lstrip("\ufeff"))))
+    assert rows[0][0] == "time_utc" and len(rows) == 3  # b03's swipe is not this manager's
+    assert {r[-2] for r in rows[1:]} == {"李伟", "'=HYPERLINK(1)"}  # a formula arrives as text
+    assert count(config_file, "SELECT count(*) FROM audit WHERE action = 'access.export' AND actor = 'dorm7'") == 1
+    # Not in the alert feed: a swipe is no alert.
+    assert client.get("/api/v1/alerts", headers=sign_in(client, "admin")).json()["items"] == []

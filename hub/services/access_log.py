@@ -3,16 +3,43 @@ by ingest like every event), for the buildings the caller may see, newest first.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sqlite3
+import time
 
 from hub.models import AccessRecord, Principal
+from hub.services.audit import csv_cell
 
 PAGE_MAX = 500
+EXPORT_MAX = 100_000  # a month of a busy village's swipes
+COLUMNS = (
+    "time_utc",
+    "site",
+    "device",
+    "door",
+    "building",
+    "kind",
+    "granted",
+    "reason",
+    "alarm",
+    "card",
+    "employee_no",
+    "name",
+    "why",
+)
 
 
 def recent(
-    conn: sqlite3.Connection, principal: Principal | None, building: str | None = None, limit: int = 100
+    conn: sqlite3.Connection,
+    principal: Principal | None,
+    building: str | None = None,
+    limit: int = 100,
+    employee_no: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    limit_max: int = PAGE_MAX,
 ) -> list[AccessRecord]:
     sql = (
         "SELECT id, site, device, kind, time, detail FROM events WHERE kind IN ('access', 'door_alarm') "
@@ -26,8 +53,17 @@ def recent(
     if building:
         sql += " AND json_extract(detail, '$.building') = ?"
         params.append(building)
+    if employee_no:
+        sql += " AND json_extract(detail, '$.employee_no') = ?"
+        params.append(employee_no)
+    if since is not None:
+        sql += " AND time >= ?"
+        params.append(since)
+    if until is not None:
+        sql += " AND time < ?"
+        params.append(until)
     sql += " ORDER BY time DESC LIMIT ?"
-    params.append(min(limit, PAGE_MAX))
+    params.append(min(limit, limit_max))
     out = []
     for r in conn.execute(sql, params).fetchall():
         d = json.loads(r["detail"] or "{}")
@@ -56,3 +92,15 @@ def recent(
             )
         )
     return out
+
+
+def export_csv(records: list[AccessRecord]) -> str:
+    """The records as CSV (times in UTC), cells a spreadsheet would run as formulas quoted."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    for r in records:
+        iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.time))
+        values = (r.site, r.device, r.door, r.building, r.kind, r.granted, r.reason, r.alarm, r.card)
+        writer.writerow([iso, *(csv_cell(v) for v in (*values, r.employee_no, r.name, r.why))])
+    return out.getvalue()

@@ -137,12 +137,12 @@ def export_csv(
     for r in conn.execute(sql, params):
         iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r[1]))
         # A cell that starts with = + - @ is a formula to a spreadsheet: quote it as text.
-        cells = [r[0], iso, *(_csv_text(v) for v in r[2:])]
+        cells = [r[0], iso, *(csv_cell(v) for v in r[2:])]
         writer.writerow(cells)
     return out.getvalue()
 
 
-def _csv_text(value: object) -> object:
+def csv_cell(value: object) -> object:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
