@@ -26,6 +26,7 @@ from hub.db import HubDB
 from hub.ingest import Ingest
 from hub.migrations import SchemaTooNew
 from hub.notify.notifier import Notifier, NotifySettings
+from hub.services.triage import Triage
 
 log = logging.getLogger("diaolou.hub")
 WEB_START_TIMEOUT = 30.0
@@ -49,6 +50,7 @@ class HubServer:
         self.broker: EmbeddedBroker | None = None
         self.ingest: Ingest | None = None
         self.notifier: Notifier | None = None
+        self.triage: Triage | None = None
         self.commands: CommandSender | None = None
         self.lists: ListSender | None = None
         self._web: _Web | None = None
@@ -76,6 +78,9 @@ class HubServer:
             self.ingest.start()
             self.notifier = Notifier(config.db_path, NotifySettings.of(config.web))
             self.notifier.start()
+            # Rules propose incidents from new alerts (hub/services/triage.py).
+            self.triage = Triage(config.db_path)
+            self.triage.start()
             # Commands to boxes (clip requests) go out on ingest's own MQTT session: the hub's
             # account may publish to cmd/ topics, and a box that is offline gets them on return.
             self.commands = CommandSender(config.db_path, self._publish)
@@ -142,6 +147,9 @@ class HubServer:
         if self.lists is not None:
             self.lists.stop()
             self.lists = None
+        if self.triage is not None:
+            self.triage.stop()
+            self.triage = None
         if self.notifier is not None:
             self.notifier.stop()
             self.notifier = None

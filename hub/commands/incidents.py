@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 from common.clikit import CommandError, Commands
 from hub.commands import cli_connection
 from hub.config import load_hub_config
-from hub.services import audit, grids, incidents
+from hub.services import audit, grids, incidents, triage
 
 if TYPE_CHECKING:
     from common.clikit import SubParsers
@@ -87,6 +87,22 @@ def cmd_incidents_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_triage_load(args: argparse.Namespace) -> int:
+    try:
+        rules = triage.load_rules_file(Path(args.file))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    _with_db(args, lambda conn: triage.set_rules(conn, audit.CLI, rules))
+    print(f"loaded {len(rules)} triage rules from {args.file}")
+    return 0
+
+
+def cmd_triage_list(args: argparse.Namespace) -> int:
+    for rule in _with_db(args, triage.get_rules):
+        print(rule.model_dump_json())
+    return 0
+
+
 def register_incident_commands(command: Commands, sub: SubParsers) -> None:
     grid_parser = sub.add_parser("grids", help="Grids of the grid-management centre.")
     grid_sub = grid_parser.add_subparsers(dest="grids_command", required=True)
@@ -130,3 +146,11 @@ def register_incident_commands(command: Commands, sub: SubParsers) -> None:
         action="store_true",
         help="One JSON object per line (id, status, grid, category, alerts, refs and the rest).",
     )
+
+    tri = sub.add_parser("triage", help="Rules that propose incidents from alerts.")
+    tri_sub = tri.add_subparsers(dest="triage_command", required=True)
+    p = command("load", cmd_triage_load, "Replace every triage rule with those of a YAML file (rules: [...]).", tri_sub)
+    p.add_argument("--config", required=True)
+    p.add_argument("file", help="YAML with a `rules` list (docs/incidents.md).")
+    p = command("list", cmd_triage_list, "Print the triage rules, one JSON object per line.", tri_sub)
+    p.add_argument("--config", required=True)

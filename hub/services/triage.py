@@ -1,0 +1,216 @@
+"""Triage: alerts never become incidents by themselves; rules propose them.
+
+A rule matches alerts by site, camera, zone, event kind, detail values and local time of day (a
+person in a closed shop's zone at night, a forced dormitory door); a `camera_offline` rule with
+`offline_minutes` proposes only once a camera has stayed offline that long. An alert of the same
+place (site, box, camera) and category as an open incident updated within the rule's dedup window
+attaches to that incident instead of opening another.
+
+`Triage` reads the events table in arrival order from a cursor kept in hub.db; a batch and the new
+cursor are one transaction, so a hub stopped at any point neither skips nor doubles a proposal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.services import audit, incidents
+from hub.services.incidents import FINAL, NewIncident, Priority
+from hub.store import connect, transaction
+
+log = logging.getLogger("diaolou.hub.triage")
+TRIAGE = audit.Actor("triage", None, None)
+BATCH = 500
+POLL_SECONDS = 0.5
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class TriageRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1, max_length=64, description="Unique name of the rule.")
+    kinds: list[str] = Field(min_length=1, description="Event kinds it matches: person, door_alarm, camera_offline...")
+    sites: list[str] = Field(default_factory=list, description="Only these sites (empty: any).")
+    cameras: list[str] = Field(default_factory=list, description="Only these cameras, site.device.camera (empty: any).")
+    zones: list[str] = Field(default_factory=list, description="Only alerts in these zones (empty: any).")
+    detail: dict[str, str] = Field(
+        default_factory=dict, description="Detail values that must match, e.g. alarm: forced."
+    )
+    start: str | None = Field(None, pattern=HHMM, description="Local time of day it starts (HH:MM); with end.")
+    end: str | None = Field(None, pattern=HHMM, description="Local time it ends; before start means past midnight.")
+    time_zone: str = Field("Asia/Shanghai", description="IANA zone for start/end.")
+    offline_minutes: int = Field(60, ge=1, le=10080, description="camera_offline: propose after this long offline.")
+    category: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="Category of the incident it proposes.")
+    priority: Priority = Field("normal", description="Priority of the incident.")
+    dedup_minutes: float = Field(30, ge=0, le=10080, description="Alerts of the same place within this attach.")
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    def in_hours(self, t: float) -> bool:
+        if self.start is None or self.end is None:
+            return True
+        local = datetime.fromtimestamp(t, ZoneInfo(self.time_zone)).strftime("%H:%M")
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def matches(self, row: sqlite3.Row) -> bool:
+        if row["kind"] not in self.kinds or (self.sites and row["site"] not in self.sites):
+            return False
+        if self.cameras and f"{row['site']}.{row['device']}.{row['camera']}" not in self.cameras:
+            return False
+        detail = json.loads(row["detail"]) if row["detail"] else {}
+        if self.zones and detail.get("zone") not in self.zones:
+            return False
+        if any(str(detail.get(key)) != value for key, value in self.detail.items()):
+            return False
+        return self.in_hours(row["time"])
+
+
+class RuleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rules: list[TriageRule] = Field(description="Every rule; loading a file replaces all rules.")
+
+
+def load_rules_file(path: Path) -> list[TriageRule]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        rules = RuleFile.model_validate(raw).rules
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{path}: {where}: {first['msg']}") from None
+    names = [r.name for r in rules]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: two rules share a name")
+    return rules
+
+
+def set_rules(conn: sqlite3.Connection, actor: audit.Actor, rules: list[TriageRule]) -> None:
+    with transaction(conn):
+        conn.execute("DELETE FROM triage_rules")
+        for rule in rules:
+            conn.execute("INSERT INTO triage_rules VALUES (?, ?, ?)", (rule.name, rule.model_dump_json(), time.time()))
+        audit.record(conn, actor, "triage.rules", None, names=[r.name for r in rules])
+
+
+def get_rules(conn: sqlite3.Connection) -> list[TriageRule]:
+    return [TriageRule.model_validate_json(r[0]) for r in conn.execute("SELECT rule FROM triage_rules ORDER BY name")]
+
+
+_OPEN = f"status NOT IN ({','.join(repr(s) for s in sorted(FINAL))})"
+
+
+def propose(conn: sqlite3.Connection, rule: TriageRule, row: sqlite3.Row, now: float) -> tuple[int, bool]:
+    """(incident id, opened?) for one matching alert: attach to the open incident of the same place
+    and category within the dedup window, or open one. Call inside a transaction."""
+    if incidents.incident_of_alert(conn, row["id"]) is not None:
+        return incidents.incident_of_alert(conn, row["id"]) or 0, False
+    found = conn.execute(
+        f"SELECT id FROM incidents WHERE site IS ? AND device IS ? AND camera IS ? AND category = ? AND {_OPEN} "
+        "AND updated >= ? ORDER BY id DESC LIMIT 1",
+        (row["site"], row["device"], row["camera"], rule.category, now - rule.dedup_minutes * 60),
+    ).fetchone()
+    if found is not None:
+        incidents.attach(conn, found[0], row["id"], now)
+        return int(found[0]), False
+    where = f"{row['site']}.{row['device']}" + (f".{row['camera']}" if row["camera"] else "")
+    new = NewIncident(
+        category=rule.category,
+        priority=rule.priority,
+        title=f"{row['kind']} @ {where}",
+        description=f"proposed by rule {rule.name}",
+        site=row["site"],
+        device=row["device"],
+        camera=row["camera"],
+        source="rule",
+    )
+    return incidents.create(conn, TRIAGE, new, [row["id"]], now), True
+
+
+_NEW = (
+    "SELECT rowid, id, site, device, camera, kind, time, detail FROM events WHERE rowid > ? "
+    "AND phase IN ('new', 'instant') AND test = 0 ORDER BY rowid LIMIT ?"
+)
+# camera_offline events old enough, with no camera_back for that camera since, on no incident yet.
+_STILL_OFFLINE = (
+    "SELECT e.rowid, e.id, e.site, e.device, e.camera, e.kind, e.time, e.detail FROM events e "
+    "WHERE e.kind = 'camera_offline' AND e.phase IN ('new', 'instant') AND e.test = 0 AND e.time <= ? AND e.time > ? "
+    "AND NOT EXISTS (SELECT 1 FROM incident_alerts a WHERE a.event_id = e.id) "
+    "AND NOT EXISTS (SELECT 1 FROM events b WHERE b.kind = 'camera_back' AND b.site = e.site AND b.device = e.device "
+    "AND b.camera IS e.camera AND b.time >= e.time)"
+)
+
+
+def triage_step(conn: sqlite3.Connection, now: float, batch: int = BATCH) -> tuple[int, int]:
+    """One batch: (alerts read, incidents opened)."""
+    rules = get_rules(conn)
+    opened = 0
+    with transaction(conn):
+        position = conn.execute("SELECT position FROM notify_cursor WHERE name = 'triage'").fetchone()[0]
+        rows = conn.execute(_NEW, (position, batch)).fetchall()
+        for row in rows:
+            for rule in rules:
+                if row["kind"] != "camera_offline" and rule.matches(row):
+                    opened += propose(conn, rule, row, now)[1]
+                    break
+        if rows:
+            conn.execute("UPDATE notify_cursor SET position = ? WHERE name = 'triage'", (rows[-1]["rowid"],))
+        for rule in rules:
+            if "camera_offline" in rule.kinds:
+                cutoff = now - rule.offline_minutes * 60
+                for row in conn.execute(_STILL_OFFLINE, (cutoff, cutoff - 7 * 86400)).fetchall():
+                    if rule.matches(row):
+                        opened += propose(conn, rule, row, now)[1]
+    return len(rows), opened
+
+
+class Triage:
+    """The thread that runs `triage_step` beside ingest."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="diaolou-triage", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def _run(self) -> None:
+        conn = connect(self.db_path)
+        try:
+            while not self._stop.is_set():
+                try:
+                    read, _ = triage_step(conn, time.time())
+                except Exception:  # a dead thread would stop every proposal without a word
+                    log.exception("triage failed; trying again")
+                    read = 0
+                if read < BATCH:
+                    self._stop.wait(POLL_SECONDS)
+        finally:
+            conn.close()
