@@ -228,6 +228,13 @@ LEFT JOIN devices d ON d.site = g.site AND d.device = g.device
 """
 
 
+# What would make a round do anything: a new list version, a box (re)connecting, a door bound.
+_FINGERPRINT = """
+SELECT (SELECT max(version) FROM list_changes), (SELECT max(status_received) FROM devices),
+       (SELECT count(*) FROM gate_doors)
+"""
+
+
 def reported_version(last_heartbeat: str | None) -> int | None:
     if not last_heartbeat:
         return None
@@ -275,6 +282,7 @@ class ListSender:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._marks: tuple[object, ...] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="diaolou-hub-lists", daemon=True)
@@ -304,9 +312,19 @@ class ListSender:
             conn.close()
 
     def run_once(self, conn: sqlite3.Connection) -> int:
-        """Send what each online gate needs; returns how many lists were sent."""
-        sent = 0
+        """Send what each online gate needs; returns how many lists were sent. A round in which no
+        list changed, no box came online and no resend is due costs one small query."""
         now = time.time()
+        marks = (*conn.execute(_FINGERPRINT).fetchone(), int(now // self.resend_seconds))
+        if marks == self._marks:
+            return 0
+        sent, complete = self._send_due(conn, now)
+        if complete:  # a round cut short by a lost connection is done again
+            self._marks = marks
+        return sent
+
+    def _send_due(self, conn: sqlite3.Connection, now: float) -> tuple[int, bool]:
+        sent = 0
         for row in conn.execute(_GATES).fetchall():
             if row["state"] != "online":
                 continue
@@ -318,7 +336,7 @@ class ListSender:
                 continue
             gate_list = build_list(conn, row["site"], row["device"], None if decision is None else int(decision))
             if not self._send(gate_list):
-                break  # not connected: the next round tries again
+                return sent, False  # not connected: the next round tries again
             self._mark(conn, row["site"], row["device"], gate_list.version, now)
             log.info(
                 "sent %s v%d (base %d, %d cards) to %s/%s",
@@ -330,7 +348,7 @@ class ListSender:
                 row["device"],
             )
             sent += 1
-        return sent
+        return sent, True
 
     def _send(self, gate_list: GateList) -> bool:
         name = topic(gate_list.site, gate_list.device, "acl")
