@@ -84,6 +84,15 @@ class AccessGroup(BaseModel):
     schedule: Name | None = Field(None, description="When; null: at any time.")
 
 
+class AccessHoliday(BaseModel):
+    """A day on which schedules closed on holidays do not open (residents' own buildings do)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    day: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD, site time.")
+    name: Text = Field("", max_length=100, description="What the day is, for the refusal's words.")
+
+
 class AccessBody(BaseModel):
     """What a list's parts carry once joined and inflated."""
 
@@ -92,6 +101,7 @@ class AccessBody(BaseModel):
     entries: list[AccessEntry] = Field(description="Cards: every card (snapshot) or the changed ones (delta).")
     groups: list[AccessGroup] = Field(default_factory=list, max_length=1000, description="All groups, whole.")
     schedules: list[AccessSchedule] = Field(default_factory=list, max_length=1000, description="All schedules.")
+    holidays: list[AccessHoliday] = Field(default_factory=list, max_length=1000, description="The calendar, whole.")
 
 
 class AccessListPart(Message):

@@ -35,6 +35,7 @@ from contract.access import (
     AccessBody,
     AccessEntry,
     AccessGroup,
+    AccessHoliday,
     AccessListPart,
     AccessSchedule,
     digest_of,
@@ -79,6 +80,7 @@ class GateList:
     entries: list[AccessEntry]
     groups: list[AccessGroup] = field(default_factory=list)
     schedules: list[AccessSchedule] = field(default_factory=list)
+    holidays: list[AccessHoliday] = field(default_factory=list)
 
 
 def gate_buildings(conn: sqlite3.Connection, site: str, device: str) -> list[str]:
@@ -185,12 +187,16 @@ def build_list(conn: sqlite3.Connection, site: str, device: str, base: int | Non
         ).fetchall()
         kind = "delta"
     entries = [_entry(r, buildings, members) for r in rows]
-    return GateList(site, device, kind, version, base or 0, entries, groups, schedules)
+    holidays = [
+        AccessHoliday(day=r[0], name=r[1]) for r in conn.execute("SELECT day, name FROM access_holidays ORDER BY day")
+    ]
+    return GateList(site, device, kind, version, base or 0, entries, groups, schedules, holidays)
 
 
 def sign_list(key: Ed25519PrivateKey, gate_list: GateList, issued: float | None = None) -> list[bytes]:
     """The encoded AccessListPart payloads of `gate_list`, signed."""
-    body = pack_body(AccessBody(entries=gate_list.entries, groups=gate_list.groups, schedules=gate_list.schedules))
+    g = gate_list
+    body = pack_body(AccessBody(entries=g.entries, groups=g.groups, schedules=g.schedules, holidays=g.holidays))
     slices = split_body(body)
     issued = time.time() if issued is None else issued
     digest = digest_of(body)

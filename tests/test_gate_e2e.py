@@ -267,6 +267,17 @@ def test_a_group_member_from_another_building_enters_on_schedule_only(site: Site
     assert wait_for(lambda: site.decide("b07-east", 12, 9, at=monday_10) == "granted", timeout=10, interval=0.05)
     assert site.decide("b07-east", 12, 9, at=monday_23) == "outside_schedule"
     assert site.decide("b07-east", 12, 9, at=saturday_10) == "outside_schedule"
+    # A holiday closes the schedule (not the residents' own building).
+    done = subprocess.run(
+        hub_cmd("cards", "holiday", "--config", config, "--day", "2026-12-07", "--name", "停工日"),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert wait_for(lambda: site.decide("b07-east", 12, 9, at=monday_10) == "holiday", timeout=10, interval=0.05)
+    assert site.decide("b07-east", 12, 3, at=monday_10) == "granted"
+    assert site.agent.gate is not None
+    assert "停工日" in site.agent.gate.decide("b07-east", (12, 9), monday_10).why
     bad = subprocess.run(
         hub_cmd("cards", "schedule", "--config", config, "--name", "x", "--segment", "fri-mon 07:00-22:00"),
         capture_output=True,

@@ -35,7 +35,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from common.residents_csv import NO_FACILITY
 from contract.access import AccessBody, AccessListPart, digest_of, header_bytes, unpack_body
 from contract.messages import ContractError, decode
-from edge_agent.gate.store import add_to_group, list_version, put_credential, put_group, put_holder, put_schedule
+from edge_agent.gate.store import (
+    add_to_group,
+    list_version,
+    put_credential,
+    put_group,
+    put_holder,
+    put_holiday,
+    put_schedule,
+)
 
 log = logging.getLogger("diaolou.gate.sync")
 MAX_PENDING_LISTS = 2  # lists being assembled at once; more means someone is flooding the topic
@@ -153,7 +161,7 @@ class ListReceiver:
 
 
 def _put_groups(db: sqlite3.Connection, body: AccessBody) -> None:
-    """Groups and schedules come whole with every list: what is not in it is gone."""
+    """Groups, schedules and holidays come whole with every list: what is not in it is gone."""
     for schedule in body.schedules:
         segments = [(d, a, b) for d, a, b in schedule.segments]
         put_schedule(db, schedule.name, segments, schedule.closed_on_holidays)
@@ -163,6 +171,9 @@ def _put_groups(db: sqlite3.Connection, body: AccessBody) -> None:
     db.execute(f"DELETE FROM groups WHERE name NOT IN ({','.join('?' * len(names))})", names)
     kept = [s.name for s in body.schedules]
     db.execute(f"DELETE FROM schedules WHERE name NOT IN ({','.join('?' * len(kept))})", kept)
+    db.execute("DELETE FROM holidays")
+    for holiday in body.holidays:
+        put_holiday(db, holiday.day, holiday.name)
 
 
 def apply_body(db: sqlite3.Connection, snapshot: bool, version: int, body: AccessBody) -> None:

@@ -103,6 +103,14 @@ def cmd_cards_member(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_cards_holiday(args: argparse.Namespace) -> int:
+    return _access_change(
+        args,
+        lambda c: access_groups.set_holiday(c, audit.CLI, args.day, args.name, not args.remove),
+        f"{args.day} {'is no longer' if args.remove else 'is'} a holiday",
+    )
+
+
 def register_cards_commands(command: Commands, sub: SubParsers) -> None:
     group = sub.add_parser("cards", help="Access cards: residents, cards, gate doors.")
     group_sub = group.add_subparsers(dest="cards_command", required=True)
@@ -132,6 +140,11 @@ def register_cards_commands(command: Commands, sub: SubParsers) -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--employee", required=True, help="The resident's employee number.")
     p.add_argument("--group", required=True)
+    p.add_argument("--remove", action="store_true")
+    p = command("holiday", cmd_cards_holiday, "Add (or --remove) a holiday of the gates' calendar.", group_sub)
+    p.add_argument("--config", required=True)
+    p.add_argument("--day", required=True, help="YYYY-MM-DD, site time.")
+    p.add_argument("--name", default="", help="What the day is, e.g. 国庆节.")
     p.add_argument("--remove", action="store_true")
     p = command(
         "public-key",

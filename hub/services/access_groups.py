@@ -13,6 +13,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterable
+from datetime import date
 
 from hub.models import is_site_name
 from hub.services import audit
@@ -141,3 +142,24 @@ def set_member(conn: sqlite3.Connection, actor: audit.Actor, employee_no: str, g
             for (card_id,) in cards:
                 touch(conn, card_id, [resident["building"], *granted])
         audit.record(conn, actor, "access.member" if member else "access.nonmember", employee_no, group=group)
+
+
+def set_holiday(conn: sqlite3.Connection, actor: audit.Actor, day: str, name: str, holiday: bool) -> None:
+    """Add (or remove) a holiday: every gate box gets the calendar at once."""
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        raise CardError(f"{day[:40]!r} is not a day (YYYY-MM-DD)") from None
+    if len(day) != 10:
+        raise CardError(f"{day[:40]!r} is not a day (YYYY-MM-DD)")
+    with transaction(conn):
+        if holiday:
+            conn.execute(
+                "INSERT INTO access_holidays (day, name) VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET "
+                "name = excluded.name",
+                (day, name[:100]),
+            )
+        elif conn.execute("DELETE FROM access_holidays WHERE day = ?", (day,)).rowcount == 0:
+            raise CardError(f"{day} is not a holiday", 404)
+        _bump(conn, [r[0] for r in conn.execute("SELECT DISTINCT building FROM gate_doors").fetchall()])
+        audit.record(conn, actor, "access.holiday" if holiday else "access.workday", day, name=name[:100])
