@@ -1,7 +1,7 @@
 """Allow-lists to the gate boxes: built from hub.db, signed with the hub's list key, sent on
 .../acl (contract/access.py) as soon as they change.
 
-`ListSender` watches `list_changes` (a cheap max() every `poll_seconds`, and at once when a route
+`ListSender` watches `list_changes` (a cheap query every `poll_seconds`, and at once when a route
 calls `wake()`), so a revocation leaves the hub well within a second. For each gate box (a box
 with doors bound in `gate_doors`) that is online it sends:
 
@@ -53,6 +53,14 @@ LIST_KEY_FILE = "access-list-signing-key.pem"
 POLL_SECONDS = 0.2
 RESEND_SECONDS = 30.0
 Publish = Callable[[str, bytes, int], bool]
+# Set by a route that just changed a card (the API and the sender share the hub's process): the
+# sender goes now rather than at its next tick. The CLI, another process, waits for the tick.
+_WAKE = threading.Event()
+
+
+def wake() -> None:
+    _WAKE.set()
+
 
 _ENTRY = (
     "SELECT c.format, c.bits, c.facility, c.number, c.raw, c.state, c.valid_from, c.valid_until, c.max_uses, "
@@ -286,16 +294,13 @@ class ListSender:
         self.poll_seconds = poll_seconds
         self.resend_seconds = resend_seconds
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._wake = _WAKE
         self._thread: threading.Thread | None = None
         self._marks: tuple[object, ...] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="diaolou-hub-lists", daemon=True)
         self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

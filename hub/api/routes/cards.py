@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from common.residents_csv import MAX_FILE_BYTES, ResidentsCsvError
+from hub import access_sync
 from hub.api.deps import Conn, actor, allow
 from hub.models import (
     AccessLog,
@@ -97,9 +98,11 @@ def _epoch(value: datetime | None) -> float | None:
 @router.post("", response_model=Card, status_code=201)
 def issue(body: CardIssue, request: Request, conn: Conn, principal: Principal = allow("admin", "dorm_manager")) -> Card:
     try:
-        return cards.issue(conn, actor(request, principal), principal, body)
+        issued = cards.issue(conn, actor(request, principal), principal, body)
     except cards.CardError as exc:
         raise _refused(exc) from None
+    access_sync.wake()
+    return issued
 
 
 @router.post("/{card_id}/replace", response_model=Card, status_code=201)
@@ -111,9 +114,11 @@ def replace(
     principal: Principal = allow("admin", "dorm_manager"),
 ) -> Card:
     try:
-        return cards.replace(conn, actor(request, principal), principal, card_id, body.card_number, body.card_format)
+        new = cards.replace(conn, actor(request, principal), principal, card_id, body.card_number, body.card_format)
     except cards.CardError as exc:
         raise _refused(exc) from None
+    access_sync.wake()
+    return new
 
 
 @router.post("/{card_id}/state", response_model=Card)
@@ -125,9 +130,11 @@ def set_state(
     principal: Principal = allow("admin", "dorm_manager"),
 ) -> Card:
     try:
-        return cards.set_state(conn, actor(request, principal), principal, card_id, body.state)
+        changed = cards.set_state(conn, actor(request, principal), principal, card_id, body.state)
     except cards.CardError as exc:
         raise _refused(exc) from None
+    access_sync.wake()  # a revocation leaves now, not at the next tick
+    return changed
 
 
 @router.post("/import", response_model=ImportReport)
@@ -144,10 +151,12 @@ async def import_csv(
         if len(data) > MAX_FILE_BYTES:
             raise HTTPException(413, f"the file is larger than {MAX_FILE_BYTES} bytes")
     try:
-        return cards.import_csv(
+        report = cards.import_csv(
             conn, actor(request, principal), principal, bytes(data), filename, request.app.state.config.web.time_zone
         )
     except ResidentsCsvError as exc:
         raise HTTPException(422, str(exc)) from None
     except cards.CardError as exc:
         raise _refused(exc) from None
+    access_sync.wake()
+    return report
