@@ -421,3 +421,20 @@ def check_photos(data_dir: Path, incident_id: int, names: list[str]) -> None:
     for name in names:
         if not _PHOTO_NAME.match(name) or not (data_dir / PHOTO_DIR / str(incident_id) / name).is_file():
             raise IncidentError(f"photo {name[:64]!r} was not uploaded to incident {incident_id}", 422)
+
+
+def evidence_snapshot(
+    conn: sqlite3.Connection, principal: Principal, data_dir: Path, incident_id: int, event_id: str
+) -> Path:
+    """The snapshot of an alert attached to an incident the caller may see: a grid worker sees the
+    evidence of their incidents without being given the camera itself."""
+    _row(conn, principal, incident_id)
+    row = conn.execute(
+        "SELECT s.path FROM incident_alerts a JOIN snapshots s ON s.event_id = a.event_id "
+        "WHERE a.incident_id = ? AND a.event_id = ?",
+        (incident_id, event_id),
+    ).fetchone()
+    path: Path | None = (data_dir / str(row[0])).resolve() if row else None
+    if path is None or not path.is_relative_to(data_dir.resolve()) or not path.is_file():
+        raise IncidentError(f"no snapshot of alert {event_id[:40]!r} on incident {incident_id}", 404)
+    return path

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.deps import Conn, actor, allow
 from hub.models import Principal
-from hub.services import incidents
+from hub.services import audit, incidents
 from hub.services.incidents import Incident, IncidentDetail, IncidentError, Priority, Status
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
@@ -131,3 +131,20 @@ def get_photo(
     except IncidentError as exc:
         raise _refused(exc) from None
     return FileResponse(path, media_type="image/jpeg" if name.endswith(".jpg") else "image/png")
+
+
+@router.get("/{incident_id}/alerts/{alert_id}/snapshot")
+def evidence_snapshot(
+    incident_id: int,
+    alert_id: str,
+    request: Request,
+    conn: Conn,
+    principal: Principal = allow("admin", "grid_worker", "police"),
+) -> FileResponse:
+    """The snapshot of an alert on the incident (audited like any snapshot view)."""
+    try:
+        path = incidents.evidence_snapshot(conn, principal, request.app.state.data_dir, incident_id, alert_id)
+    except IncidentError as exc:
+        raise _refused(exc) from None
+    audit.record(conn, actor(request, principal), "snapshot.view", alert_id, incident=incident_id)
+    return FileResponse(path, media_type="image/jpeg")

@@ -1,0 +1,106 @@
+"""The grid worker's phone pages in a real browser (Debian's Chromium, 390x844) against a real hub
+process: their queue, open an incident, accept the task, a note and a photo, resolve; in Chinese
+(the default) and English. Screenshots go to test-artifacts/screenshots/incidents-*.png."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from hub.config import HubConfig
+from hub.models import Principal
+from hub.services import audit, grids, incidents
+from hub.store import connect
+from tests.conftest import REPO, free_port, wait_for
+from tests.test_web_api import PASSWORD, make_hub_data, ulid
+
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+ADMIN = Principal(user_id=1, username="admin", role="admin", locale="zh")
+
+
+@pytest.fixture(scope="module")
+def hub_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("incidents-browser")
+    make_hub_data(work / "hub")
+    config = HubConfig.model_validate({"data_dir": str(work / "hub")})
+    conn = connect(config.db_path)
+    square = [[112.0, 22.0], [112.1, 22.0], [112.1, 22.1], [112.0, 22.1], [112.0, 22.0]]
+    grid = grids.Grid(code="LX-01", name="兰溪一", civil_code="440781", polygons=[[[(x, y) for x, y in square]]])
+    grids.import_grids(conn, audit.CLI, [grid])
+    grids.place(conn, audit.CLI, "lanxi.shop-1", lon=112.05, lat=22.05)
+    grids.assign_worker(conn, audit.CLI, "grid1", "LX-01")
+    n = incidents.raise_from_alert(conn, ADMIN, audit.CLI, ulid(0), "intrusion", "high", "夜间有人进入店铺")
+    for action in ("accept", "dispatch"):
+        incidents.transition(conn, ADMIN, audit.CLI, n, action)
+    conn.close()
+    port, mqtt_port = free_port(), free_port()
+    config_file = work / "hub.yaml"
+    init = subprocess.run(
+        [sys.executable, "-m", "hub", "config", "init", "--data", str(work / "hub"), "--listen", f"127.0.0.1:{port}",
+         "--mqtt", f"mqtt://127.0.0.1:{mqtt_port}", "--embedded-broker"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    config_file.write_text(init.stdout)
+    log = work / "hub.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub", "run", "--config", str(config_file)], stdout=out, stderr=out
+        )
+    assert wait_for(lambda: "web UI and API on" in log.read_text(), 60), log.read_text()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(30)
+
+
+def _photo(path: Path) -> Path:
+    out = io.BytesIO()
+    Image.new("RGB", (320, 240), (40, 120, 200)).save(out, "JPEG")
+    path.write_bytes(out.getvalue())
+    return path
+
+
+def test_grid_worker_takes_and_resolves_from_the_phone(page: Page, hub_url: str, tmp_path: Path) -> None:
+    page.goto(f"{hub_url}/login")
+    page.fill("input[name=username]", "grid1")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{hub_url}/")
+    page.click("nav.tabs a[href='/incidents']")
+    expect(page.locator("h1").first).to_have_text("我的任务")
+    item = page.locator("#incidents li.incident").first
+    expect(item).to_contain_text("已派遣")
+    page.screenshot(path=str(SCREENSHOTS / "incidents-queue-zh.png"), full_page=True)
+    item.locator("a").click()
+    expect(page.locator("#status")).to_have_text("已派遣")
+    # A grid worker is offered only their own step.
+    offered = page.locator("#step-form button[data-action]")
+    assert [offered.nth(i).get_attribute("data-action") for i in range(offered.count())] == ["start", "note"]
+    page.click("button[data-action=start]")
+    expect(page.locator("#status")).to_have_text("处置中")
+    page.fill("textarea[name=note]", "已联系店主，门已锁好")
+    page.set_input_files("input[name=photo]", str(_photo(tmp_path / "door.jpg")))
+    page.click("button[data-action=resolve]")
+    expect(page.locator("#status")).to_have_text("已处置")
+    expect(page.locator("#history li")).to_have_count(5)
+    expect(page.locator("#history li").last).to_contain_text("已联系店主")
+    expect(page.locator("#history li").last.locator("img.thumb")).to_have_count(1)
+    expect(page.locator("#step-form")).to_contain_text("添加备注")
+    # The alert's snapshot is evidence the worker sees, though the camera itself is not theirs.
+    evidence = page.locator("#incident img.thumb")
+    expect(evidence).to_have_count(1)
+    assert evidence.evaluate("img => img.complete && img.naturalWidth") == 640
+    page.screenshot(path=str(SCREENSHOTS / "incidents-detail-zh.png"), full_page=True)
+    page.goto(page.url + "?lang=en")
+    expect(page.locator("#status")).to_have_text("Resolved")
+    page.screenshot(path=str(SCREENSHOTS / "incidents-detail-en.png"), full_page=True)
+    page.goto(f"{hub_url}/incidents")
+    expect(page.locator("h1").first).to_have_text("My queue")
+    page.screenshot(path=str(SCREENSHOTS / "incidents-queue-en.png"), full_page=True)
