@@ -83,23 +83,35 @@ class LiveSource:
             stream.codec_tag = "hvc1"
         base: int | None = None
         last_dts = -1
+        held: Any = None
+        rate = source.guessed_rate or source.average_rate
+        frame_ticks = max(1, round(1 / (rate * source.time_base))) if rate and source.time_base else 1
         try:
             for packet in video_packets(self._container, self.spec, loop=True, stall_seconds=STALL_SECONDS):
                 if self._closed:
                     return
-                if base is None:
-                    if not packet.is_keyframe or packet.dts is None:
-                        continue  # a viewer can only start at a keyframe
-                    base = packet.dts
+                # FFmpeg's RTSP demuxer hands the very first keyframe over without timestamps:
+                # it is kept and stamped one frame before the next packet, or the first picture
+                # would wait a whole GOP for the next keyframe.
                 if packet.dts is None or packet.pts is None:
+                    if base is None and packet.is_keyframe:
+                        held = packet
                     continue
-                dts = packet.dts - base
-                if dts <= last_dts:
-                    continue  # the muxer needs increasing timestamps; a camera's glitch is skipped
-                pts = max(packet.pts - base, dts)
-                packet.dts, packet.pts, last_dts = dts, pts, dts
-                packet.stream = stream
-                self._output.mux(packet)
+                batch = [packet]
+                if base is None:
+                    if held is not None:
+                        held.dts = held.pts = packet.dts - frame_ticks
+                        batch, held = [held, packet], None
+                    elif not packet.is_keyframe:
+                        continue  # a viewer can only start at a keyframe
+                    base = batch[0].dts
+                for item in batch:
+                    dts = item.dts - base
+                    if dts <= last_dts:
+                        continue  # the muxer needs increasing timestamps; a camera's glitch is skipped
+                    item.dts, item.pts, last_dts = dts, max(item.pts - base, dts), dts
+                    item.stream = stream
+                    self._output.mux(item)
                 if sink.ready:
                     yield from sink.ready
                     sink.ready.clear()
