@@ -30,12 +30,14 @@ from hub.api.routes import (
     incidents,
     media,
     notifications,
+    open311,
     timeline,
     users,
 )
 from hub.config import HubConfig
 from hub.media.sessions import MediaHub
 from hub.services.accounts import LoginPolicy
+from hub.services.open311 import Open311Error
 from hub.store import open_store
 
 log = logging.getLogger("diaolou.hub.web")
@@ -56,6 +58,7 @@ ROUTERS: list[APIRouter] = [
     live_pages.router,
     incidents.router,
     incident_pages.router,
+    open311.router,
     pages.router,
 ]
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -139,6 +142,11 @@ def create_app(config: HubConfig) -> FastAPI:
         if _wants_html(request):
             return pages.error_page(request, exc.status_code, str(exc.detail))
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Open311Error)
+    async def open311_error(request: Request, exc: Open311Error) -> Response:
+        # The GeoReport v2 error shape: a list of {code, description}.
+        return JSONResponse([{"code": exc.status, "description": exc.description}], status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:

@@ -22,14 +22,14 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Depends, HTTPException, Request, WebSocket, WebSocketException
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from hub.models import ROLES, Camera, Principal, Role
 from hub.security import same_secret
-from hub.services import accounts, alerts, clips
+from hub.services import accounts, alerts, clips, open311
 from hub.services.audit import Actor
 from hub.services.clips import DeviceCaller
 from hub.store import connect
@@ -49,6 +49,7 @@ class Policy:
     public: bool = False
     page: bool = False
     device: bool = False  # a box with its HTTP credential, no person (roles is then empty)
+    open311: bool = False  # an Open311 client with its api_key, no person (roles is then empty)
 
 
 def get_conn(request: Request) -> Iterator[sqlite3.Connection]:
@@ -135,6 +136,23 @@ _device_dependency.policy = Policy(roles=frozenset(), device=True)  # type: igno
 
 def device() -> Any:
     return Depends(_device_dependency)
+
+
+async def _open311_dependency(request: Request, conn: Conn) -> str:
+    """An Open311 client: `api_key` in the query or, for a POST, in the form body (the spec's
+    place for it). Anything else, a person's token included, is the spec's 403."""
+    key = request.query_params.get("api_key")
+    if key is None and request.method == "POST":
+        body = (await request.body()).decode("utf-8", "replace")
+        key = next((v for k, v in parse_qsl(body, max_num_fields=100) if k == "api_key"), None)
+    return open311.key_name(conn, key)
+
+
+_open311_dependency.policy = Policy(roles=frozenset(), open311=True)  # type: ignore[attr-defined]
+
+
+def open311_key() -> Any:
+    return Depends(_open311_dependency)
 
 
 def page_signed_in() -> Any:

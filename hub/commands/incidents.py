@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 from common.clikit import CommandError, Commands
 from hub.commands import cli_connection
 from hub.config import load_hub_config
-from hub.services import audit, grids, incidents, triage
+from hub.services import audit, grids, incidents, open311, triage
 
 if TYPE_CHECKING:
     from common.clikit import SubParsers
@@ -154,3 +154,21 @@ def register_incident_commands(command: Commands, sub: SubParsers) -> None:
     p.add_argument("file", help="YAML with a `rules` list (docs/incidents.md).")
     p = command("list", cmd_triage_list, "Print the triage rules, one JSON object per line.", tri_sub)
     p.add_argument("--config", required=True)
+    register_open311_commands(command, sub)
+
+
+def cmd_open311_key(args: argparse.Namespace) -> int:
+    try:
+        key = _with_db(args, lambda conn: open311.issue_key(conn, audit.CLI, args.name))
+    except open311.Open311Error as exc:
+        raise CommandError(exc.description) from None
+    print(key)
+    return 0
+
+
+def register_open311_commands(command: Commands, sub: SubParsers) -> None:
+    o311 = sub.add_parser("open311", help="The Open311 GeoReport v2 interface.")
+    o311_sub = o311.add_subparsers(dest="open311_command", required=True)
+    p = command("key", cmd_open311_key, "Make an API key for an Open311 client and print it (shown once).", o311_sub)
+    p.add_argument("--config", required=True)
+    p.add_argument("--name", required=True, help="Who the key is for, e.g. the city's 12345 hotline.")
