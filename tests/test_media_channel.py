@@ -29,7 +29,7 @@ from hub.api.app import create_app
 from hub.commands_out import CommandSender
 from hub.config import HubConfig
 from hub.media import fmp4
-from hub.media.sessions import MediaHub
+from hub.media.sessions import MediaHub, StreamKey, Viewer
 from hub.services import audit, clips
 from hub.store import connect as db_connect
 from tests.conftest import free_port, wait_for
@@ -216,3 +216,32 @@ def test_a_camera_the_box_cannot_serve_fails_with_the_box_reason(hub: Hub) -> No
     assert states[0]["state"] == "waiting"
     assert states[1] == {"state": "failed", "error": "camera 'till' is not on this box"}
     assert wait_for(lambda: not hub.media.upstreams, 10)
+
+
+def test_a_box_sending_media_before_its_init_segment_fails_the_session(hub: Hub) -> None:
+    conn = db_connect(hub.config.db_path)
+    shop2 = clips.issue_device_token(conn, audit.CLI, "lanxi", "shop-2")
+    conn.close()
+    with watch(hub, "owner2", "lanxi.shop-2.door") as viewer:
+        assert json.loads(viewer.recv(timeout=10))["state"] == "waiting"
+        session = next(u.session for k, u in hub.media.upstreams.items() if k.device == "shop-2")
+        with dial(hub, session, shop2) as box:
+            box.send('{"not": "a notice"}')  # malformed text: ignored, the session goes on
+            box.send(b"\x00\x00\x00\x10moofgarbage!")  # a fragment before the init segment
+            status = json.loads(viewer.recv(timeout=10))
+    assert status == {"state": "failed", "error": "the box sent media before its init segment"}
+    assert wait_for(lambda: not hub.media.upstreams, 10)
+
+
+def test_a_slow_viewer_loses_what_is_queued_and_resumes_at_a_keyframe() -> None:
+    viewer = Viewer(StreamKey("s", "d", "c", "sub"), max_messages=10)
+    viewer.offer(b"init", True, init=True)
+    for n in range(25):  # nobody reads: the queue fills, is emptied, and waits for a keyframe
+        viewer.offer(b"delta %d" % n, False)
+    assert viewer.queue.qsize() <= 10 and viewer.skipping
+    viewer.offer(b"delta late", False)
+    viewer.offer(b"key", True)
+    assert viewer.queued_bytes == len(b"init") + len(b"key")
+    items = [viewer.queue.get_nowait() for _ in range(viewer.queue.qsize())]
+    assert items == [b"init", b"key"]  # the init segment is never dropped: the player needs it
+    assert viewer.dropped == 26  # every delta: the 9 queued, the 16 after them and the late one

@@ -74,22 +74,32 @@ class Viewer:
         self.queued_bytes = 0
         self.skipping = False  # dropped something: wait for a keyframe fragment
         self.dropped = 0
+        self._init: bytes | None = None
 
-    def offer(self, chunk: bytes, keyframe: bool) -> None:
+    def offer(self, chunk: bytes, keyframe: bool, init: bool = False) -> None:
         if self.skipping and not keyframe:
             self.dropped += 1
             return
         self.skipping = False
         if self.queue.full() or self.queued_bytes + len(chunk) > VIEWER_QUEUE_BYTES:
-            while not self.queue.empty():  # too far behind: what is queued is stale anyway
+            # Too far behind: what is queued is stale. The init segment and status messages stay
+            # (a player cannot decode without the one), media goes.
+            kept: list[bytes | LiveStatus] = []
+            while not self.queue.empty():
                 item = self.queue.get_nowait()
+                if isinstance(item, LiveStatus) or item is self._init:
+                    kept.append(item)
+                    continue
                 self.dropped += 1
-                if isinstance(item, bytes):
-                    self.queued_bytes -= len(item)
+                self.queued_bytes -= len(item)
+            for item in kept:
+                self.queue.put_nowait(item)
             if not keyframe:
                 self.skipping = True
                 self.dropped += 1
                 return
+        if init:
+            self._init = chunk
         self.queue.put_nowait(chunk)
         self.queued_bytes += len(chunk)
 
@@ -134,7 +144,7 @@ class Upstream:
             self.init = chunk
             for viewer in self.viewers:
                 viewer.tell(LiveStatus(state="playing"))
-                viewer.offer(chunk, True)
+                viewer.offer(chunk, True, init=True)
             return
         keyframe = fmp4.starts_with_keyframe(chunk)
         if keyframe:
@@ -181,7 +191,7 @@ class MediaHub:
             else:
                 viewer.tell(LiveStatus(state="playing"))
                 if upstream.init is not None:
-                    viewer.offer(upstream.init, True)
+                    viewer.offer(upstream.init, True, init=True)
                 for chunk in upstream.gop:
                     viewer.offer(chunk, False)
             return viewer
