@@ -1,6 +1,6 @@
 """Playback from the ring buffer for the media channel (contract/media.py, kind "playback").
 
-`PlaybackSource` yields what the channel sends on its WebSocket, in order: a `MediaNotice`
+`PlaybackSource.items()` yields what the channel sends on its WebSocket, in order: a `MediaNotice`
 ("started", with the time of the first frame), the fMP4 init segment (ftyp + moov), then whole
 fragments (moof + mdat), and a closing `MediaNotice` ("ended": the recording stops here, with
 why and where it resumes after a gap; "failed": a segment could not be read). The bytes are the
@@ -123,6 +123,7 @@ class PlaybackSource:
         self.root, self.index, self.session, self.camera = root, index, session, camera
         self.start, self.speed, self.now, self.pace = start, speed, now, pace
         self._stop = threading.Event()
+        self.notices: list[MediaNotice] = []
         self.first = self._first_segment()
 
     def close(self) -> None:
@@ -152,7 +153,16 @@ class PlaybackSource:
             if not recent or time.monotonic() >= deadline or not self._wait(0.5):
                 return None
 
-    def __iter__(self) -> Iterator[MediaItem]:
+    def __iter__(self) -> Iterator[bytes]:
+        """The media channel's MediaSource: the bytes only; the notices collect in `notices`."""
+        for item in self.items():
+            if isinstance(item, MediaNotice):
+                self.notices.append(item)
+            else:
+                yield item
+
+    def items(self) -> Iterator[MediaItem]:
+        """Notices and bytes in the order they happen."""
         segment: Segment | None = self.first
         begin: float | None = None
         last_dts = -1
