@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub import __version__, commands_out
-from hub.api import access_pages, incident_pages, live_pages, pages
+from hub.api import access_pages, incident_pages, live_pages, pages, playback_pages
 from hub.api.deps import LoginRedirect, Policy, policy_of
 from hub.api.routes import (
     alerts,
@@ -59,6 +59,7 @@ ROUTERS: list[APIRouter] = [
     incidents.router,
     incident_pages.router,
     open311.router,
+    playback_pages.router,
     pages.router,
 ]
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
