@@ -96,7 +96,9 @@ class Agent:
         self.events = self.storage.events
         self.stop_event = threading.Event()
         self.clip_jobs = ClipJobs(config, self.index, self.writer.reply, self.stop_event)
-        self.media = MediaChannel(config.hub, media_sources(config), self.writer.reply, self.stop_event)
+        self.media = MediaChannel(
+            config.hub, media_sources(config, self.root, self.index), self.writer.reply, self.stop_event
+        )
         self.repair_report: RepairReport | None = None
         self.clock = WallClock()
         self.retention = Retention(

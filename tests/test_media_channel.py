@@ -214,7 +214,7 @@ def test_a_camera_the_box_cannot_serve_fails_with_the_box_reason(hub: Hub) -> No
     with watch(hub, "admin", "lanxi.shop-1.till") as viewer:
         states = [json.loads(viewer.recv(timeout=15)) for _ in range(2)]
     assert states[0]["state"] == "waiting"
-    assert states[1] == {"state": "failed", "error": "camera 'till' is not on this box"}
+    assert states[1] == {"state": "failed", "error": "camera 'till' is not on this box", "time": None}
     assert wait_for(lambda: not hub.media.upstreams, 10)
 
 

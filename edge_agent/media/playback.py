@@ -1,6 +1,6 @@
 """Playback from the ring buffer for the media channel (contract/media.py, kind "playback").
 
-`PlaybackSource.items()` yields what the channel sends on its WebSocket, in order: a `MediaNotice`
+`PlaybackSource` yields what the channel sends on its WebSocket, in order: a `MediaNotice`
 ("started", with the time of the first frame), the fMP4 init segment (ftyp + moov), then whole
 fragments (moof + mdat), and a closing `MediaNotice` ("ended": the recording stops here, with
 why and where it resumes after a gap; "failed": a segment could not be read). The bytes are the
@@ -23,14 +23,15 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import av
 
-from contract.media import MediaNotice
+from contract.media import MediaNotice, MediaRequest
+from edge_agent.media.source import MediaItem, MediaUnavailable, SourceFactory
 from edge_agent.record.index import SegmentIndex
 from edge_agent.record.integrity import SegmentDamaged, demuxed, read_checked
 from edge_agent.record.segment import FRAGMENT_OPTIONS, Segment, iso
@@ -40,10 +41,9 @@ log = logging.getLogger(__name__)
 LEAD_SECONDS = 3.0  # sent ahead of real time: the browser's buffer covers a slow moment of the uplink
 LOOKAHEAD_SECONDS = 3600.0  # segments are looked up an hour at a time
 LIVE_EDGE_WAIT_SECONDS = 15.0  # at the newest segment: how long to wait for the recorder's next one
-MediaItem = bytes | MediaNotice
 
 
-class PlaybackError(ValueError):
+class PlaybackError(MediaUnavailable):
     """Playback cannot start; the message says why (no recording at that time, unknown camera)."""
 
 
@@ -123,7 +123,6 @@ class PlaybackSource:
         self.root, self.index, self.session, self.camera = root, index, session, camera
         self.start, self.speed, self.now, self.pace = start, speed, now, pace
         self._stop = threading.Event()
-        self.notices: list[MediaNotice] = []
         self.first = self._first_segment()
 
     def close(self) -> None:
@@ -153,16 +152,8 @@ class PlaybackSource:
             if not recent or time.monotonic() >= deadline or not self._wait(0.5):
                 return None
 
-    def __iter__(self) -> Iterator[bytes]:
-        """The media channel's MediaSource: the bytes only; the notices collect in `notices`."""
-        for item in self.items():
-            if isinstance(item, MediaNotice):
-                self.notices.append(item)
-            else:
-                yield item
-
-    def items(self) -> Iterator[MediaItem]:
-        """Notices and bytes in the order they happen."""
+    def __iter__(self) -> Iterator[MediaItem]:
+        """The media channel's MediaSource: notices and bytes in the order they happen."""
         segment: Segment | None = self.first
         begin: float | None = None
         last_dts = -1
@@ -238,3 +229,16 @@ class PlaybackSource:
             if out is not None:
                 with contextlib.suppress(av.FFmpegError):  # stopped mid-write: nothing more is sent anyway
                     out.close()
+
+
+def playback_factory(root: Path, index: SegmentIndex, cameras: Collection[str]) -> SourceFactory:
+    """The media channel's source for `kind: playback` requests."""
+
+    def make(request: MediaRequest) -> PlaybackSource:
+        if request.camera not in cameras:
+            raise PlaybackError(f"unknown camera {request.camera!r} on this box")
+        if request.start is None:
+            raise PlaybackError("a playback request needs a start time")
+        return PlaybackSource(root, index, request.session, request.camera, request.start, request.speed)
+
+    return make

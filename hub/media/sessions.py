@@ -26,14 +26,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from contract import Command
-from contract.media import MEDIA_COMMAND, MediaFormat, MediaNotice, MediaRequest, StreamName
+from contract.media import MEDIA_COMMAND, MediaFormat, MediaKind, MediaNotice, MediaRequest, StreamName
 from hub.media import fmp4
 from hub.store import connect, transaction
 
@@ -54,6 +54,9 @@ class LiveStatus(BaseModel):
 
     state: Literal["waiting", "playing", "ended", "failed", "offline"] = Field(description="The stream's state.")
     error: str | None = Field(None, description="Why it failed or ended, for the viewer.")
+    time: float | None = Field(
+        None, description="playing (playback): the recorded time of the first frame, epoch seconds UTC."
+    )
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,12 @@ class StreamKey:
     camera: str
     stream: StreamName
     format: MediaFormat = "fmp4"
+    # Playback: each viewer has its own session (its own time and speed); `private` keeps two
+    # viewers of the same moment apart too.
+    kind: MediaKind = "live"
+    start: float | None = None
+    speed: int = 1  # 1, 2 or 4 (the route checks)
+    private: str | None = None
 
 
 class Viewer:
@@ -267,6 +276,8 @@ class MediaHub:
             return LiveStatus(state="failed", error=notice.error or "the box could not stream")
         if notice.state == "ended":
             return LiveStatus(state="ended", error=notice.error)
+        if notice.time is not None:  # playback started: the viewers learn the recorded time of its first frame
+            upstream.tell(LiveStatus(state="playing", time=notice.time))
         return None
 
     async def close(self, upstream: Upstream, why: str) -> None:
@@ -311,7 +322,13 @@ class MediaHub:
     def _ask(self, upstream: Upstream) -> None:
         key, now = upstream.key, time.time()
         request = MediaRequest(
-            session=upstream.session, camera=key.camera, kind="live", stream=key.stream, format=key.format
+            session=upstream.session,
+            camera=key.camera,
+            kind=key.kind,
+            stream=key.stream,
+            start=key.start,
+            speed=cast(Literal[1, 2, 4], key.speed),
+            format=key.format,
         )
         command = Command(
             id=upstream.session, time=now, expires=now + COMMAND_EXPIRES_SECONDS, args=request.model_dump(mode="json")

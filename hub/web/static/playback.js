@@ -61,20 +61,18 @@
       if (buffer && !buffer.updating && queue.length && source.readyState === "open") buffer.appendBuffer(queue.shift());
     };
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const url = `${scheme}//${location.host}/api/v1/cameras/${encodeURIComponent(camera)}/playback?start=${t}&speed=${speed}`;
+    const url = `${scheme}//${location.host}/api/v1/cameras/${encodeURIComponent(camera)}/playback?start=${t.toFixed(3)}&speed=${speed}`;
     const ws = new WebSocket(url);
     socket = ws;
     ws.binaryType = "arraybuffer";
     ws.onmessage = (message) => {
       if (typeof message.data === "string") {
         const notice = JSON.parse(message.data);
-        if (notice.state === "started" && notice.time) {
+        if (notice.state === "playing" && notice.time) { // the recorded time of the first frame
           playFrom = notice.time;
           say("");
-        } else if (notice.state === "ended" || notice.state === "failed") {
+        } else if (notice.state === "ended" || notice.state === "failed" || notice.state === "offline") {
           say(`${root.dataset.tEnded}${notice.error ? ": " + notice.error : ""}`);
-        } else if (notice.error) {
-          say(notice.error);
         }
         return;
       }
@@ -101,7 +99,9 @@
   video.addEventListener("timeupdate", () => {
     const t = playing();
     if (t === null) return;
-    document.getElementById("now-playing").textContent = clock.format(new Date(t * 1000));
+    const shown = document.getElementById("now-playing");
+    shown.textContent = clock.format(new Date(t * 1000));
+    shown.dataset.t = String(t);
     cursor(t);
   });
   document.getElementById("back30").addEventListener("click", () => { const t = playing(); if (t !== null) play(t - 30); });
@@ -164,7 +164,7 @@
   track.addEventListener("click", (event) => {
     if (event.target.classList.contains("tick")) return;
     const rect = track.getBoundingClientRect();
-    play(Math.floor(dayStart + ((event.clientX - rect.left) / width()) * DAY));
+    play(Math.round((dayStart + ((event.clientX - rect.left) / width()) * DAY) * 1000) / 1000);
   });
   function zoomTo(level, around) {
     const keep = around ?? dayStart + ((scroller.scrollLeft + scroller.clientWidth / 2) / width()) * DAY;
@@ -179,7 +179,10 @@
   const today = midnight(Date.now() / 1000);
   function selectDay(start) {
     dayStart = start;
-    for (const b of days.children) b.classList.toggle("on", Number(b.dataset.day) === start);
+    for (const b of days.children) {
+      b.classList.toggle("on", Number(b.dataset.day) === start);
+      if (Number(b.dataset.day) === start) b.scrollIntoView({ block: "nearest", inline: "nearest" });
+    }
     draw();
   }
   for (let n = 6; n >= 0; n--) {
@@ -191,11 +194,12 @@
     b.addEventListener("click", () => selectDay(start));
     days.appendChild(b);
   }
+  window.diaolouPlayback = { from: () => playFrom }; // for tests and the console: media time 0 of the stream
   const asked = Number(root.dataset.start);
   if (asked) {
     selectDay(midnight(asked));
     zoomTo(2, asked);
-    play(Math.floor(asked));
+    play(asked);
   } else {
     selectDay(today);
     days.scrollLeft = days.scrollWidth;
