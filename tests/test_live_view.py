@@ -103,6 +103,7 @@ def test_police_tap_live_from_an_alert_it_plays_and_stops_when_they_leave(page: 
     sign_in(page, site, "police1")
     page.goto(f"{site.url}/alerts?camera={CAMERA}")
     page.locator("ul.feed a").first.click()
+    page.screenshot(path=str(SCREENSHOTS / "live-from-alert-zh.png"), full_page=True)
     page.locator("#watch-live").click()  # one tap from the alert
     page.wait_for_url(f"{site.url}/cameras/{CAMERA}/live")
     until(page, "#live-video", "v => v.currentTime > 1")
@@ -128,12 +129,22 @@ def test_police_tap_live_from_an_alert_it_plays_and_stops_when_they_leave(page: 
     until(page, "#live-video", "v => v.currentTime > 0.5")
     page.screenshot(path=str(SCREENSHOTS / "live-en.png"), full_page=True)
     expect(page.locator("a.button.on")).to_contain_text("Smooth")
+    page.get_by_text("HD (main stream)").click()  # the main stream on request: the people footage
+    page.wait_for_url(f"{site.url}/cameras/{CAMERA}/live?stream=main")
+    until(page, "#live-video", "v => v.currentTime > 0.5")
+    assert page.eval_on_selector("#live-video", "v => v.videoWidth") > 640  # not the 640x360 sub stream
+    page.screenshot(path=str(SCREENSHOTS / "live-main-en.png"), full_page=True)
     page.close()
-    assert wait_for(lambda: media_log(site) == (2, 2), 20)
+    assert wait_for(lambda: media_log(site) == (3, 3), 20)
+    conn = connect(site.db)
+    streams = [r[0] for r in conn.execute("SELECT detail FROM audit WHERE action = 'live.view' ORDER BY id")]
+    conn.close()
+    assert ['"main"' in d for d in streams] == [False, False, True]
 
 
 def test_without_mse_the_page_refreshes_jpegs(page: Page, site: Site) -> None:
     sign_in(page, site, "owner1")
+    page.screenshot(path=str(SCREENSHOTS / "live-grid-zh.png"), full_page=True)
     page.locator(f"li[data-camera='{CAMERA}'] a.live-link").click()  # from the camera grid
     page.wait_for_url(f"{site.url}/cameras/{CAMERA}/live")
     page.goto(f"{site.url}/cameras/{CAMERA}/live?fallback=jpeg")
