@@ -79,9 +79,42 @@ BLUR = len(BLUR_1D)
 DILATE = 5  # 5x5 at 320 px wide: joins pieces up to ~4 px apart
 CELL = 8  # activity grid cell, pixels of the analysis image
 
-PARAM_NAMES = ("sensitivity", "noise_factor", "alpha", "alpha_motion", "noise_rate", "absorb_frames")
-INPUTS = ("frame", "background", "motion_age", "noise", "roi", "params")
-OUTPUTS = ("mask", "cells", "new_background", "new_motion_age", "new_noise", "fraction")
+NOISE_CELL = 16  # noise is estimated per NOISE_CELL x NOISE_CELL region of the analysis image
+GAIN_RANGE = (0.2, 5.0)  # the global gain model follows brightness changes within this range
+# ... and only those over 15 %: a person walking in close to the camera moves the ratio by up to
+# ~11 % on the footage (their pixels were still in the previous frame), and smaller drifts are the
+# background update's job.
+GAIN_DEADBAND = 0.15
+
+PARAM_NAMES = (
+    "sensitivity",
+    "noise_factor",
+    "alpha",
+    "alpha_motion",
+    "noise_rate",
+    "absorb_frames",
+    "weak_factor",
+    "integrate_rate",
+    "dark_level",
+    "floor_min",
+)
+INPUTS = ("frame", "background", "motion_age", "evidence", "noise", "roi", "params")
+OUTPUTS = (
+    "mask",
+    "cells",
+    "new_background",
+    "new_motion_age",
+    "new_evidence",
+    "new_noise",
+    "fraction",
+    "gain",
+    "level",
+)
+
+
+def noise_grid_shape(h: int, w: int) -> tuple[int, int]:
+    """Rows and columns of the noise grid for an h x w analysis image (partial cells count)."""
+    return -(-h // NOISE_CELL), -(-w // NOISE_CELL)
 
 
 def blur_kernel_1d() -> np.ndarray:
@@ -109,6 +142,12 @@ def build_motion_graph() -> onnx.ModelProto:
         const("one", np.array([1.0], dtype=np.float32)),
         const("zero_s", np.array(0.0, dtype=np.float32)),
         const("one_s", np.array(1.0, dtype=np.float32)),
+        const("gain_lo", np.array(GAIN_RANGE[0], dtype=np.float32)),
+        const("gain_hi", np.array(GAIN_RANGE[1], dtype=np.float32)),
+        const("gain_deadband", np.array([GAIN_DEADBAND], dtype=np.float32)),
+        const("noise_scales", np.array([1, 1, NOISE_CELL, NOISE_CELL], dtype=np.float32)),
+        const("hw_starts", np.array([0, 0], dtype=np.int64)),
+        const("hw_axes", np.array([2, 3], dtype=np.int64)),
     ]
 
     nodes = [
@@ -119,55 +158,138 @@ def build_motion_graph() -> onnx.ModelProto:
         helper.make_node("Cast", ["padded"], ["padded_f"], to=TensorProto.FLOAT),
         helper.make_node("Conv", ["padded_f", "k_row"], ["blur_rows"], kernel_shape=[1, BLUR]),
         helper.make_node("Conv", ["blur_rows", "k_col"], ["blur"], kernel_shape=[BLUR, 1]),
-        # 2. difference to the background
-        helper.make_node("Sub", ["blur", "background"], ["delta"]),
+        # 2. global gain: the brightness ratio frame / background over the pixels that were still
+        # in the previous frame (motion age 0), so a porch light or the camera's exposure step is
+        # followed at once instead of lighting up the whole mask.
+        helper.make_node("Clip", ["motion_age", "zero_s", "one_s"], ["was_moving"]),
+        helper.make_node("Sub", ["one", "was_moving"], ["was_still"]),
+        helper.make_node("Mul", ["roi", "was_still"], ["prev_still"]),
+        helper.make_node("Mul", ["blur", "prev_still"], ["frame_still"]),
+        helper.make_node("Mul", ["background", "prev_still"], ["bg_still"]),
+        helper.make_node("ReduceSum", ["frame_still"], ["frame_still_sum"], keepdims=0),
+        helper.make_node("ReduceSum", ["bg_still"], ["bg_still_sum"], keepdims=0),
+        helper.make_node("Max", ["bg_still_sum", "one"], ["bg_still_sum_1"]),
+        helper.make_node("Div", ["frame_still_sum", "bg_still_sum_1"], ["gain_raw"]),
+        helper.make_node("Clip", ["gain_raw", "gain_lo", "gain_hi"], ["gain_clipped"]),
+        helper.make_node("Sub", ["gain_clipped", "one"], ["gain_off"]),
+        helper.make_node("Abs", ["gain_off"], ["gain_off_abs"]),
+        helper.make_node("Greater", ["gain_off_abs", "gain_deadband"], ["gain_big"]),
+        helper.make_node("Where", ["gain_big", "gain_clipped", "one"], ["gain"]),
+        helper.make_node("Mul", ["background", "gain"], ["bg_gain"]),
+        # 3. difference to the (gain-corrected) background
+        helper.make_node("Sub", ["blur", "bg_gain"], ["delta"]),
         helper.make_node("Abs", ["delta"], ["diff"]),
-        # 3. threshold adapted to noise
-        helper.make_node("Mul", ["noise_factor", "noise"], ["noise_threshold"]),
-        helper.make_node("Max", ["sensitivity", "noise_threshold"], ["threshold"]),
-        # 4. changed pixels, dilated mask
+        # 4. threshold: a floor that scales with the scene's brightness below dark_level (a person
+        # in a dark lane differs from it by a few grey levels, not 20), raised per region to
+        # noise_factor x that region's noise.
+        helper.make_node("Mul", ["bg_gain", "roi"], ["bg_roi"]),
+        helper.make_node("ReduceSum", ["bg_roi"], ["bg_roi_sum"], keepdims=0),
+        helper.make_node("ReduceSum", ["roi"], ["roi_count"], keepdims=0),
+        helper.make_node("Max", ["roi_count", "one"], ["roi_count_1"]),
+        helper.make_node("Div", ["bg_roi_sum", "roi_count_1"], ["level"]),
+        helper.make_node("Div", ["level", "dark_level"], ["level_rel"]),
+        helper.make_node("Max", ["level_rel", "floor_min"], ["level_rel_lo"]),
+        helper.make_node("Min", ["level_rel_lo", "one"], ["floor_rel"]),
+        helper.make_node("Mul", ["sensitivity", "floor_rel"], ["floor"]),
+        helper.make_node(
+            "Resize",
+            ["noise", "", "noise_scales"],
+            ["noise_up"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
+        helper.make_node("Shape", ["frame"], ["hw"], start=2),
+        helper.make_node("Slice", ["noise_up", "hw_starts", "hw", "hw_axes"], ["noise_px"]),
+        # By day one figure for the whole picture (the mean of the regions), as before night mode:
+        # the day results stay what they were; in the dark each region has its own.
+        helper.make_node("ReduceMean", ["noise"], ["noise_mean"], keepdims=0),
+        helper.make_node("Greater", ["one", "floor_rel"], ["dark"]),
+        helper.make_node("Where", ["dark", "noise_px", "noise_mean"], ["noise_used"]),
+        helper.make_node("Mul", ["noise_factor", "noise_used"], ["noise_threshold"]),
+        helper.make_node("Max", ["floor", "noise_threshold"], ["threshold"]),
+        # 5. changed pixels: over the threshold now, or (in the dark) consistently over
+        # weak_factor x the threshold (a dim person is consistent, sensor noise is not)
         helper.make_node("Greater", ["diff", "threshold"], ["over"]),
         helper.make_node("Cast", ["over"], ["over_f"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["over_f", "roi"], ["changed"]),
+        # Temporal integration, in the dark only (floor_rel < 1; by day slow lighting drift is a
+        # weak consistent change too): the evidence is a running mean of the signed difference
+        # (rate integrate_rate), whose noise is sqrt(rate / (2 - rate)) of one frame's, so a dim
+        # person who stays over weak_factor x the threshold for a few frames counts as changed.
+        helper.make_node("Sub", ["delta", "evidence"], ["evidence_err"]),
+        helper.make_node("Mul", ["integrate_rate", "evidence_err"], ["evidence_step"]),
+        helper.make_node("Add", ["evidence", "evidence_step"], ["new_evidence"]),
+        # ... and over a 5x5 neighbourhood: noise, even after the blur, is finer grained than a
+        # person, and a background learnt from a few noisy frames (after a recalibration) carries
+        # a fixed pattern of it that would otherwise look like weak consistent change.
+        helper.make_node(
+            "AveragePool",
+            ["new_evidence"],
+            ["evidence_local"],
+            kernel_shape=[DILATE, DILATE],
+            pads=[half, half, half, half],
+            count_include_pad=0,
+        ),
+        helper.make_node("Abs", ["evidence_local"], ["evidence_abs"]),
+        helper.make_node("Mul", ["weak_factor", "threshold"], ["weak_threshold"]),
+        helper.make_node("Greater", ["evidence_abs", "weak_threshold"], ["consistent"]),
+        helper.make_node("Cast", ["consistent"], ["consistent_raw"], to=TensorProto.FLOAT),
+        helper.make_node("Cast", ["dark"], ["dark_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["consistent_raw", "dark_f"], ["consistent_f"]),
+        helper.make_node("Max", ["over_f", "consistent_f"], ["over_any"]),
+        helper.make_node("Mul", ["over_any", "roi"], ["changed"]),
         helper.make_node(
             "MaxPool", ["changed"], ["mask"], kernel_shape=[DILATE, DILATE], pads=[half, half, half, half]
         ),
-        # 5. activity grid
+        helper.make_node("Sub", ["one", "mask"], ["not_mask"]),
+        # 6. activity grid
         helper.make_node("AveragePool", ["changed"], ["cells"], kernel_shape=[CELL, CELL], strides=[CELL, CELL]),
-        # 6. how long each pixel has been under the mask; absorb = 1 from absorb_frames on
+        # 7. how long each pixel has been under the mask; absorb = 1 from absorb_frames on
         helper.make_node("Add", ["motion_age", "one"], ["age_plus"]),
         helper.make_node("Mul", ["age_plus", "mask"], ["new_motion_age"]),
         helper.make_node("Sub", ["absorb_frames", "one"], ["absorb_bias"]),
         helper.make_node("Sub", ["new_motion_age", "absorb_bias"], ["age_over"]),
         helper.make_node("Clip", ["age_over", "zero_s", "one_s"], ["absorb"]),
-        # 7. background update: slower under motion, at once where absorbed. Mul + Add rather than
-        # Where: cheaper element-wise ops.
+        # 8. background update (from the gain-corrected background): slower under motion, at once
+        # where absorbed. Mul + Add rather than Where: cheaper element-wise ops.
         helper.make_node("Sub", ["alpha_motion", "alpha"], ["alpha_delta"]),
         helper.make_node("Mul", ["mask", "alpha_delta"], ["rate_delta"]),
         helper.make_node("Add", ["alpha", "rate_delta"], ["rate_mask"]),
         helper.make_node("Max", ["rate_mask", "absorb"], ["rate"]),
         helper.make_node("Mul", ["rate", "delta"], ["step"]),
-        helper.make_node("Add", ["background", "step"], ["new_background"]),
-        # 8. noise estimate from the still pixels (a strided subsample would not be cheaper: in
-        # onnxruntime a strided Slice costs as much as the element-wise op it would save)
-        helper.make_node("Sub", ["one", "mask"], ["not_mask"]),
+        helper.make_node("Add", ["bg_gain", "step"], ["new_background"]),
+        # 9. noise per region from the still pixels: noise += rate * (mean(diff * still) -
+        # mean(still) * noise) per cell, i.e. towards the mean difference of the cell's still
+        # pixels, weighted by how much of the cell is still (a cell under motion keeps its value).
         helper.make_node("Mul", ["roi", "not_mask"], ["still"]),
         helper.make_node("Mul", ["diff", "still"], ["still_diff"]),
-        helper.make_node("ReduceSum", ["still_diff"], ["still_diff_sum"], keepdims=0),
-        helper.make_node("ReduceSum", ["still"], ["still_count"], keepdims=0),
-        helper.make_node("Max", ["still_count", "one"], ["still_count_1"]),
-        helper.make_node("Div", ["still_diff_sum", "still_count_1"], ["noise_obs"]),
-        helper.make_node("Sub", ["noise_obs", "noise"], ["noise_err"]),
+        helper.make_node(
+            "AveragePool",
+            ["still_diff"],
+            ["cell_diff"],
+            kernel_shape=[NOISE_CELL, NOISE_CELL],
+            strides=[NOISE_CELL, NOISE_CELL],
+            ceil_mode=1,
+        ),
+        helper.make_node(
+            "AveragePool",
+            ["still"],
+            ["cell_still"],
+            kernel_shape=[NOISE_CELL, NOISE_CELL],
+            strides=[NOISE_CELL, NOISE_CELL],
+            ceil_mode=1,
+        ),
+        helper.make_node("Mul", ["cell_still", "noise"], ["cell_expected"]),
+        helper.make_node("Sub", ["cell_diff", "cell_expected"], ["noise_err"]),
         helper.make_node("Mul", ["noise_rate", "noise_err"], ["noise_step"]),
         helper.make_node("Add", ["noise", "noise_step"], ["new_noise"]),
-        # 9. changed fraction of the roi
+        # 10. changed fraction of the roi
         helper.make_node("ReduceSum", ["changed"], ["changed_sum"], keepdims=0),
-        helper.make_node("ReduceSum", ["roi"], ["roi_count"], keepdims=0),
-        helper.make_node("Max", ["roi_count", "one"], ["roi_count_1"]),
         helper.make_node("Div", ["changed_sum", "roi_count_1"], ["fraction"]),
     ]
 
     image: list[int | str] = [1, 1, h, w]
+    grid: list[int | str] = [1, 1, "noise_h", "noise_w"]
     graph = helper.make_graph(
         nodes,
         "diaolou_motion",
@@ -175,7 +297,8 @@ def build_motion_graph() -> onnx.ModelProto:
             helper.make_tensor_value_info("frame", TensorProto.UINT8, image),
             helper.make_tensor_value_info("background", TensorProto.FLOAT, image),
             helper.make_tensor_value_info("motion_age", TensorProto.FLOAT, image),
-            helper.make_tensor_value_info("noise", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("evidence", TensorProto.FLOAT, image),
+            helper.make_tensor_value_info("noise", TensorProto.FLOAT, grid),
             helper.make_tensor_value_info("roi", TensorProto.FLOAT, image),
             helper.make_tensor_value_info("params", TensorProto.FLOAT, [len(PARAM_NAMES)]),
         ],
@@ -184,8 +307,11 @@ def build_motion_graph() -> onnx.ModelProto:
             helper.make_tensor_value_info("cells", TensorProto.FLOAT, [1, 1, "cells_h", "cells_w"]),
             helper.make_tensor_value_info("new_background", TensorProto.FLOAT, image),
             helper.make_tensor_value_info("new_motion_age", TensorProto.FLOAT, image),
-            helper.make_tensor_value_info("new_noise", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("new_evidence", TensorProto.FLOAT, image),
+            helper.make_tensor_value_info("new_noise", TensorProto.FLOAT, grid),
             helper.make_tensor_value_info("fraction", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("gain", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("level", TensorProto.FLOAT, [1]),
         ],
         initializer=initializers,
     )

@@ -36,7 +36,7 @@ import onnxruntime as ort
 
 from edge_agent.detectors.base import Box
 from edge_agent.motion.reference import MotionParams
-from models.motion_graph import CELL, PARAM_NAMES, motion_graph_bytes
+from models.motion_graph import CELL, PARAM_NAMES, motion_graph_bytes, noise_grid_shape
 
 Point = tuple[float, float]
 
@@ -76,6 +76,20 @@ class MotionSettings:
         about a second; a change that is still going on triggers another recalibration).
     merge_distance: components closer than this (fraction of the analysis width) are one object.
     max_gap_seconds: a longer gap between frames (reconnect) restarts from a fresh background.
+    weak_factor, integrate_rate: in the dark, a pixel whose running mean of the signed difference
+        (rate integrate_rate per analysed frame) is over weak_factor x its threshold counts as
+        motion: a person is a weak but consistent change, sensor noise is fresh every frame and
+        averages out (rate 0.35: the mean's noise is 0.46 x one frame's, so half the threshold,
+        ~2 sigma of one frame, is ~4 sigma of the mean). By day it is off: slow lighting drift
+        is weak and consistent too.
+    dark_level: below this mean background brightness (grey levels) the picture is "dark" (night
+        mode: MotionResult.night) and the sensitivity floor `threshold` scales down with the
+        brightness, to floor_min x threshold at the least; the per-region noise threshold then
+        does the work of keeping noise out.
+    gain_jump: a global brightness change by more than this factor in one frame (the camera
+        switching between colour and infrared, floodlights) recalibrates like a lighting change;
+        smaller steps (a porch light, passing headlights, auto exposure) are absorbed by the gain
+        model without a recalibration.
     """
 
     threshold: float = 20.0
@@ -91,6 +105,11 @@ class MotionSettings:
     recalibrate_seconds: float = 1.0
     merge_distance: float = 0.03
     max_gap_seconds: float = 10.0
+    weak_factor: float = 0.5
+    integrate_rate: float = 0.35
+    dark_level: float = 80.0
+    floor_min: float = 0.1
+    gain_jump: float = 1.25
 
     def __post_init__(self) -> None:
         # Frozen: store the polygons as tuples so that the settings are hashable and cannot change.
@@ -116,21 +135,54 @@ class MotionSettings:
             raise ValueError("absorb_frames must be >= 1")
         if not 0 < self.lightning_fraction <= 1:
             raise ValueError("lightning_fraction must be in (0, 1]")
+        if not 0 < self.weak_factor <= 1 or not 0 < self.integrate_rate <= 1:
+            raise ValueError("weak_factor and integrate_rate must be in (0, 1]")
+        if self.dark_level < 0 or not 0 < self.floor_min <= 1 or self.gain_jump <= 1:
+            raise ValueError("dark_level must be >= 0, floor_min in (0, 1], gain_jump > 1")
         if self.recalibrate_seconds < 0 or self.merge_distance < 0 or self.max_gap_seconds <= 0:
             raise ValueError("recalibrate_seconds and merge_distance must be >= 0, max_gap_seconds > 0")
 
     def params(self) -> MotionParams:
         return MotionParams(
-            self.threshold, self.noise_factor, self.alpha, self.alpha_motion, self.noise_rate, self.absorb_frames
+            self.threshold,
+            self.noise_factor,
+            self.alpha,
+            self.alpha_motion,
+            self.noise_rate,
+            self.absorb_frames,
+            self.weak_factor,
+            self.integrate_rate,
+            self.dark_level,
+            self.floor_min,
         )
 
     def recalibration_params(self) -> MotionParams:
         # The background follows the picture (rate 1) and the noise estimate re-learns quickly:
-        # at night the IR image is much noisier than the day image it replaces.
-        return MotionParams(self.threshold, self.noise_factor, 1.0, 1.0, RECALIBRATION_NOISE_RATE, self.absorb_frames)
+        # at night the IR image is much noisier than the day image it replaces. Nothing counts as
+        # changed meanwhile (sensitivity 255), so the noise is learnt from every pixel: with a
+        # threshold still at the old, lower noise, the noisiest pixels would be masked out and the
+        # estimate would stay low. Frame-to-frame differences overestimate the noise by ~1.4x,
+        # the safe side, and the normal rate brings it down within seconds.
+        p = self.params()
+        return MotionParams(
+            255.0,
+            p.noise_factor,
+            RECALIBRATION_RATE,
+            RECALIBRATION_RATE,
+            RECALIBRATION_NOISE_RATE,
+            p.absorb_frames,
+            p.weak_factor,
+            p.integrate_rate,
+            p.dark_level,
+            p.floor_min,
+        )
 
 
 RECALIBRATION_NOISE_RATE = 0.3
+# Background rate while recalibrating: fast enough to follow a lighting change within the window
+# (1 - 0.5 ** 5: 97 % at 5 fps), slow enough to average the sensor noise out of the new background
+# (at rate 1 it would freeze one frame's noise into it, which the night integration would see).
+RECALIBRATION_RATE = 0.5
 
 
 @dataclass
@@ -146,6 +198,8 @@ class MotionResult:
     cells: share of changed pixels in each 8x8 cell of the analysis image (float32; whole cells
         only, a partial last row or column is left out).
     scale: (frame width / analysis width, frame height / analysis height).
+    night: the picture is dark (mean background below MotionSettings.dark_level): night mode.
+    gain: the global brightness ratio of this frame to the background (1 = unchanged).
     """
 
     boxes: list[Box]
@@ -155,6 +209,8 @@ class MotionResult:
     mask: np.ndarray
     cells: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     scale: tuple[float, float] = (1.0, 1.0)
+    night: bool = False
+    gain: float = 1.0
 
 
 def analysis_size(frame_w: int, frame_h: int, width: int) -> tuple[int, int]:
@@ -293,13 +349,18 @@ class MotionDetector:
         # stale background are not noise.
         self._reset_params = self._recal_params.copy()
         self._reset_params[PARAM_NAMES.index("noise_rate")] = 0.0
+        self._reset_params[PARAM_NAMES.index("alpha")] = 1.0
+        self._reset_params[PARAM_NAMES.index("alpha_motion")] = 1.0
         self._frame_shape: tuple[int, int] | None = None
         self._size = (0, 0)  # analysis (w, h)
         self._roi = np.zeros((1, 1, 0, 0), dtype=np.float32)
-        # Graph state, fed back each frame: background and motion age ([1,1,h,w]), noise ([1]).
+        # Graph state, fed back each frame: background, motion age, evidence ([1,1,h,w]) and the
+        # noise grid ([1,1,gh,gw]).
         self._background: np.ndarray | None = None
         self._age = np.zeros((1, 1, 0, 0), dtype=np.float32)
-        self._noise = np.zeros(1, dtype=np.float32)
+        self._evidence = np.zeros((1, 1, 0, 0), dtype=np.float32)
+        self._noise = np.zeros((1, 1, 1, 1), dtype=np.float32)
+        self._level = 255.0
         self._last_t: float | None = None
         self._recalibrate_until = -math.inf
 
@@ -321,8 +382,14 @@ class MotionDetector:
 
     @property
     def noise(self) -> float:
-        """The running noise estimate (mean absolute difference of still pixels, grey levels)."""
-        return float(self._noise[0])
+        """The running noise estimate (mean absolute difference of still pixels, grey levels),
+        averaged over the regions."""
+        return float(self._noise.mean())
+
+    @property
+    def night(self) -> bool:
+        """The picture is dark (see MotionSettings.dark_level)."""
+        return self._level < self.config.dark_level
 
     def reset(self) -> None:
         """Forget the background: the next frame starts a recalibration."""
@@ -348,24 +415,30 @@ class MotionDetector:
             return self._recalibrate(small, scale, fraction=0.0)
 
         recalibrating = t < self._recalibrate_until
-        mask, cells, background, age, noise, fraction = self._run(
+        mask, cells, background, age, evidence, noise, fraction, gain, level = self._run(
             small, self._recal_params if recalibrating else self._params
         )
         changed = float(fraction[0])
+        g = float(gain[0])
+        self._level = float(level[0])
         if recalibrating:
             # The background follows the picture (rate 1) until the window ends.
-            self._set_state(background, None, noise)
-            return self._empty(changed, scale)
-        if changed > self.config.lightning_fraction:
-            # Most of the picture changed at once: a lighting change, not an intruder. Run the frame
-            # again (rate 1) so that it becomes the background.
+            self._set_state(background, None, evidence, noise)
+            return self._empty(changed, scale, g)
+        if changed > self.config.lightning_fraction or max(g, 1 / g) > self.config.gain_jump:
+            # Most of the picture changed at once, or its brightness jumped (infrared switched on or
+            # off): a lighting change, not an intruder. Run the frame again (rate 1) so that it
+            # becomes the background; the noise re-learns during the window (an infrared picture
+            # is much noisier than the colour one it replaces).
             self._recalibrate_until = t + self.config.recalibrate_seconds
-            return self._recalibrate(small, scale, fraction=changed)
-        self._set_state(background, age, noise)
+            return self._recalibrate(small, scale, fraction=changed, gain=g)
+        self._set_state(background, age, evidence, noise)
 
         mask_u8 = cv2.convertScaleAbs(mask.reshape(h, w), alpha=255.0)  # 0/1 float -> 0/255 uint8
         boxes = mask_boxes(mask_u8, self.config.min_area * w * h, self.config.merge_distance * w, scale)
-        return MotionResult(boxes, changed, bool(boxes), False, mask_u8, cells.reshape(cells.shape[2:]), scale)
+        return MotionResult(
+            boxes, changed, bool(boxes), False, mask_u8, cells.reshape(cells.shape[2:]), scale, self.night, g
+        )
 
     # --- internals ---------------------------------------------------------------------------
     def _set_geometry(self, fw: int, fh: int) -> None:
@@ -373,12 +446,16 @@ class MotionDetector:
         self._frame_shape = (fh, fw)
         self._size = (w, h)
         self._roi = ignore_roi(self.config.masks, w, h).reshape(1, 1, h, w)
+        self._noise = np.zeros((1, 1, *noise_grid_shape(h, w)), dtype=np.float32)
         self._background = None
 
-    def _set_state(self, background: np.ndarray, age: np.ndarray | None, noise: np.ndarray) -> None:
+    def _set_state(
+        self, background: np.ndarray, age: np.ndarray | None, evidence: np.ndarray | None, noise: np.ndarray
+    ) -> None:
         # age None: start counting afresh (after a reset, motion ages refer to the old background).
         self._background = background
         self._age = age if age is not None else np.zeros_like(background)
+        self._evidence = evidence if evidence is not None else np.zeros_like(background)
         self._noise = noise
 
     def _run(self, small: np.ndarray, params: np.ndarray) -> list[np.ndarray]:
@@ -386,10 +463,13 @@ class MotionDetector:
         h, w = small.shape
         if self._age.shape != self._background.shape:
             self._age = np.zeros_like(self._background)
+        if self._evidence.shape != self._background.shape:
+            self._evidence = np.zeros_like(self._background)
         feed = {
             "frame": small.reshape(1, 1, h, w),
             "background": self._background,
             "motion_age": self._age,
+            "evidence": self._evidence,
             "noise": self._noise,
             "roi": self._roi,
             "params": params,
@@ -397,17 +477,19 @@ class MotionDetector:
         out: list[np.ndarray] = self.session().run(None, feed)
         return out
 
-    def _recalibrate(self, small: np.ndarray, scale: tuple[float, float], fraction: float) -> MotionResult:
+    def _recalibrate(
+        self, small: np.ndarray, scale: tuple[float, float], fraction: float, gain: float = 1.0
+    ) -> MotionResult:
         """Make this frame the background and report `recalibrating`."""
-        _, _, background, _, noise, _ = self._run(small, self._reset_params)
-        self._set_state(background, None, noise)
-        return self._empty(fraction, scale)
+        out = self._run(small, self._reset_params)
+        self._set_state(out[2], None, None, out[5])  # new_background, new_noise
+        return self._empty(fraction, scale, gain)
 
-    def _empty(self, fraction: float, scale: tuple[float, float]) -> MotionResult:
+    def _empty(self, fraction: float, scale: tuple[float, float], gain: float = 1.0) -> MotionResult:
         w, h = self._size
         mask = np.zeros((h, w), dtype=np.uint8)
         cells = np.zeros((h // CELL, w // CELL), dtype=np.float32)
-        return MotionResult([], fraction, False, True, mask, cells, scale)
+        return MotionResult([], fraction, False, True, mask, cells, scale, self.night, gain)
 
 
 def make_session(threads: int = 1) -> ort.InferenceSession:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.motion_graph import BLUR, CELL, DILATE, PARAM_NAMES, blur_kernel_1d
+from models.motion_graph import BLUR, CELL, DILATE, GAIN_DEADBAND, GAIN_RANGE, NOISE_CELL, PARAM_NAMES, blur_kernel_1d
 
 F32 = np.float32
 
@@ -32,6 +32,13 @@ class MotionParams:
     alpha_motion: update rate under the (dilated) motion mask.
     noise_rate: update rate of the noise estimate per analysed frame.
     absorb_frames: a pixel under the mask for this many frames in a row becomes background.
+    weak_factor: in the dark, a pixel whose evidence (running mean of the signed difference, rate
+        integrate_rate) is over weak_factor x the threshold counts as changed too (temporal
+        integration of weak but consistent change).
+    integrate_rate: see weak_factor.
+    dark_level: mean background brightness (grey levels) below which the sensitivity floor
+        scales down with the brightness ...
+    floor_min: ... but not below floor_min x sensitivity.
     """
 
     sensitivity: float
@@ -40,6 +47,10 @@ class MotionParams:
     alpha_motion: float
     noise_rate: float
     absorb_frames: float
+    weak_factor: float = 0.5
+    integrate_rate: float = 0.35
+    dark_level: float = 80.0
+    floor_min: float = 0.1
 
     def as_array(self) -> np.ndarray:
         values = [getattr(self, name) for name in PARAM_NAMES]
@@ -54,8 +65,11 @@ class MotionStep:
     cells: np.ndarray  # float32 (H//CELL)x(W//CELL), share of changed pixels per cell
     background: np.ndarray  # float32 HxW
     motion_age: np.ndarray  # float32 HxW
-    noise: float
+    evidence: np.ndarray  # float32 HxW
+    noise: np.ndarray  # float32 noise grid (see models.motion_graph.noise_grid_shape)
     fraction: float
+    gain: float
+    level: float
 
 
 def blur(frame: np.ndarray) -> np.ndarray:
@@ -98,27 +112,87 @@ def cell_grid(changed: np.ndarray) -> np.ndarray:
     return grid
 
 
+def box_mean(values: np.ndarray) -> np.ndarray:
+    """DILATE x DILATE mean around each pixel, over the pixels inside the image (AveragePool with
+    count_include_pad=0)."""
+    h, w = values.shape
+    r = DILATE // 2
+    p = np.pad(values.astype(np.float64), r)
+    ones = np.pad(np.ones((h, w)), r)
+    sums = np.zeros((h, w))
+    counts = np.zeros((h, w))
+    for dy in range(DILATE):
+        for dx in range(DILATE):
+            sums += p[dy : dy + h, dx : dx + w]
+            counts += ones[dy : dy + h, dx : dx + w]
+    out: np.ndarray = (sums / counts).astype(F32)
+    return out
+
+
+def cell_means(values: np.ndarray) -> np.ndarray:
+    """Mean of each NOISE_CELL x NOISE_CELL cell, partial cells at the right and bottom averaged
+    over the pixels they have (AveragePool with ceil_mode, padding not counted)."""
+    h, w = values.shape
+    gh, gw = -(-h // NOISE_CELL), -(-w // NOISE_CELL)
+    padded = np.zeros((gh * NOISE_CELL, gw * NOISE_CELL), dtype=np.float64)
+    counts = np.zeros_like(padded)
+    padded[:h, :w] = values
+    counts[:h, :w] = 1
+    sums = padded.reshape(gh, NOISE_CELL, gw, NOISE_CELL).sum(axis=(1, 3))
+    n = counts.reshape(gh, NOISE_CELL, gw, NOISE_CELL).sum(axis=(1, 3))
+    out: np.ndarray = (sums / n).astype(F32)
+    return out
+
+
 def motion_step(
     frame: np.ndarray,
     background: np.ndarray,
     motion_age: np.ndarray,
-    noise: float,
+    evidence: np.ndarray,
+    noise: np.ndarray,
     roi: np.ndarray,
     params: MotionParams,
+    gain: float | None = None,
+    level: float | None = None,
 ) -> MotionStep:
-    """One analysed frame. frame: uint8 HxW grey; background, motion_age, roi: float32 HxW; noise:
-    the running noise estimate. Returns the outputs and the state for the next frame."""
+    """One analysed frame. frame: uint8 HxW grey; background, motion_age, evidence, roi: float32
+    HxW; noise: the noise grid. Returns the outputs and the state for the next frame.
+
+    gain, level: the graph's values of these two sums over the whole image, to check everything
+    else bit for bit (summed in another order they differ by float32 ulps, and a pixel exactly at
+    the threshold could then fall on the other side); computed here when not given."""
     p = params.as_array()
-    sensitivity, noise_factor, alpha, alpha_motion, noise_rate, absorb_frames = (F32(v) for v in p)
+    sensitivity, noise_factor, alpha, alpha_motion, noise_rate, absorb_frames = (F32(v) for v in p[:6])
+    weak_factor, integrate_rate, dark_level, floor_min = (F32(v) for v in p[6:])
     one = F32(1)
-    noise32 = F32(noise)
+    h, w = frame.shape
 
     b = blur(frame)
-    delta = b - background
+    prev_still = roi * (one - np.clip(motion_age, F32(0), one))
+    if gain is None:
+        num = np.sum(b * prev_still, dtype=np.float64)
+        den = max(np.sum(background * prev_still, dtype=np.float64), 1.0)
+        clipped = np.clip(F32(num / den), F32(GAIN_RANGE[0]), F32(GAIN_RANGE[1]))
+        gain = float(clipped) if abs(clipped - one) > F32(GAIN_DEADBAND) else 1.0
+    bg_gain = background * F32(gain)
+    delta = b - bg_gain
     diff = np.abs(delta)
 
-    threshold = np.maximum(sensitivity, noise_factor * noise32)
-    changed = (diff > threshold).astype(F32) * roi
+    roi_count = max(np.sum(roi, dtype=np.float64), 1.0)
+    if level is None:
+        level = float(F32(np.sum(bg_gain * roi, dtype=np.float64) / roi_count))
+    floor_rel = min(max(F32(level) / dark_level, floor_min), one)
+    floor = sensitivity * F32(floor_rel)
+    dark = F32(one > F32(floor_rel))
+    if dark:
+        noise_px = np.repeat(np.repeat(noise, NOISE_CELL, axis=0), NOISE_CELL, axis=1)[:h, :w]
+    else:
+        noise_px = np.full((h, w), F32(np.mean(noise, dtype=np.float64)), dtype=F32)
+    threshold = np.maximum(floor, noise_factor * noise_px)
+    over = (diff > threshold).astype(F32)
+    new_evidence = evidence + integrate_rate * (delta - evidence)
+    consistent = (np.abs(box_mean(new_evidence)) > weak_factor * threshold).astype(F32) * dark
+    changed = np.maximum(over, consistent) * roi
     mask = dilate(changed)
     cells = cell_grid(changed)
 
@@ -126,12 +200,22 @@ def motion_step(
     absorb = np.clip(new_motion_age - (absorb_frames - one), F32(0), one)
 
     rate = np.maximum(alpha + mask * (alpha_motion - alpha), absorb)
-    new_background = background + rate * delta
+    new_background = bg_gain + rate * delta
 
     still = roi * (one - mask)
-    # float64 sums: the most accurate order-independent answer, rounded to float32 like the graph.
-    noise_obs = F32(np.sum(diff * still, dtype=np.float64) / max(np.sum(still, dtype=np.float64), 1.0))
-    new_noise = noise32 + noise_rate * (noise_obs - noise32)
+    cell_diff = cell_means(diff * still)
+    cell_still = cell_means(still)
+    new_noise = (noise + noise_rate * (cell_diff - cell_still * noise)).astype(F32)
 
-    fraction = F32(np.sum(changed, dtype=np.float64) / max(np.sum(roi, dtype=np.float64), 1.0))
-    return MotionStep(mask, cells, new_background.astype(F32), new_motion_age, float(new_noise), float(fraction))
+    fraction = F32(np.sum(changed, dtype=np.float64) / roi_count)
+    return MotionStep(
+        mask,
+        cells,
+        new_background.astype(F32),
+        new_motion_age,
+        new_evidence,
+        new_noise,
+        float(fraction),
+        float(gain),
+        float(level),
+    )
