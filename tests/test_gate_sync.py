@@ -149,6 +149,7 @@ def test_ten_thousand_cards_travel_in_parts_and_apply_only_when_complete(
     data_dir, conn = hub
     now = 1.0
     rows = [(f"E{n:05d}", f"Resident {n}", "b07", str(n % 400), now, now) for n in range(10_000)]
+    conn.execute("BEGIN")  # one transaction: 10,000 rows, one sync to disk
     conn.executemany(
         "INSERT INTO residents (employee_no, name, building, room, created, updated) VALUES (?, ?, ?, ?, ?, ?)", rows
     )
@@ -157,7 +158,7 @@ def test_ten_thousand_cards_travel_in_parts_and_apply_only_when_complete(
         "SELECT id, 'wiegand26', 26, 1 + id / 65536, id % 65536, (1 + id / 65536) || '/' || (id % 65536), "
         "'active', 1, 1, 0 FROM residents"
     )
-    conn.commit()
+    conn.execute("COMMIT")
     payloads = sign_list(list_key(data_dir), build_list(conn, "lanxi", "b07-gate", None))
     assert len(payloads) > 1 and all(len(p) <= MAX_PAYLOAD_BYTES for p in payloads)
     assert [decode(AccessListPart, p).part for p in payloads] == list(range(len(payloads)))
