@@ -27,6 +27,7 @@ from hub.ingest import Ingest
 from hub.migrations import SchemaTooNew
 from hub.notify.notifier import Notifier, NotifySettings
 from hub.services.triage import Triage
+from hub.services.webhooks import Deliverer
 
 log = logging.getLogger("diaolou.hub")
 WEB_START_TIMEOUT = 30.0
@@ -51,6 +52,7 @@ class HubServer:
         self.ingest: Ingest | None = None
         self.notifier: Notifier | None = None
         self.triage: Triage | None = None
+        self.webhooks: Deliverer | None = None
         self.commands: CommandSender | None = None
         self.lists: ListSender | None = None
         self._web: _Web | None = None
@@ -81,6 +83,9 @@ class HubServer:
             # Rules propose incidents from new alerts (hub/services/triage.py).
             self.triage = Triage(config.db_path)
             self.triage.start()
+            # Incident changes to external registries, signed and retried (hub/services/webhooks.py).
+            self.webhooks = Deliverer(config.db_path)
+            self.webhooks.start()
             # Commands to boxes (clip requests) go out on ingest's own MQTT session: the hub's
             # account may publish to cmd/ topics, and a box that is offline gets them on return.
             self.commands = CommandSender(config.db_path, self._publish)
@@ -147,6 +152,9 @@ class HubServer:
         if self.lists is not None:
             self.lists.stop()
             self.lists = None
+        if self.webhooks is not None:
+            self.webhooks.stop()
+            self.webhooks = None
         if self.triage is not None:
             self.triage.stop()
             self.triage = None

@@ -33,6 +33,7 @@ from hub.api.routes import (
     open311,
     timeline,
     users,
+    webhooks,
 )
 from hub.config import HubConfig
 from hub.media.sessions import MediaHub
@@ -59,6 +60,7 @@ ROUTERS: list[APIRouter] = [
     incidents.router,
     incident_pages.router,
     open311.router,
+    webhooks.router,
     playback_pages.router,
     pages.router,
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 from common.clikit import CommandError, Commands
 from hub.commands import cli_connection
 from hub.config import load_hub_config
-from hub.services import audit, grids, incidents, open311, triage
+from hub.services import audit, grids, incidents, open311, triage, webhooks
 
 if TYPE_CHECKING:
     from common.clikit import SubParsers
@@ -166,9 +166,53 @@ def cmd_open311_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks_add(args: argparse.Namespace) -> int:
+    try:
+        secret = Path(args.secret_file).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {args.secret_file}: {exc}") from None
+    try:
+        _with_db(args, lambda conn: webhooks.add_target(conn, audit.CLI, args.name, args.url, secret))
+    except (ValueError, sqlite3.IntegrityError) as exc:
+        raise CommandError(f"cannot add {args.name}: {exc}") from None
+    print(f"added webhook target {args.name}: every incident change goes to {args.url}")
+    return 0
+
+
+def cmd_webhooks_dead(args: argparse.Namespace) -> int:
+    items = _with_db(args, webhooks.dead_letters)
+    for item in items:
+        print(item.model_dump_json() if args.json else f"{item.id:6} {item.target:16} {item.idempotency_key:28} "
+              f"attempts={item.attempts} {item.last_error or ''}")  # fmt: skip
+    if not items and not args.json:
+        print("(none)")
+    return 0
+
+
+def cmd_webhooks_replay(args: argparse.Namespace) -> int:
+    if not _with_db(args, lambda conn: webhooks.replay(conn, audit.CLI, args.id)):
+        raise CommandError(f"no dead letter {args.id}")
+    print(f"queued {args.id} again")
+    return 0
+
+
 def register_open311_commands(command: Commands, sub: SubParsers) -> None:
     o311 = sub.add_parser("open311", help="The Open311 GeoReport v2 interface.")
     o311_sub = o311.add_subparsers(dest="open311_command", required=True)
     p = command("key", cmd_open311_key, "Make an API key for an Open311 client and print it (shown once).", o311_sub)
     p.add_argument("--config", required=True)
     p.add_argument("--name", required=True, help="Who the key is for, e.g. the city's 12345 hotline.")
+
+    hooks = sub.add_parser("webhooks", help="The outbound connector: signed webhooks of incident changes.")
+    hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True)
+    p = command("add", cmd_webhooks_add, "Send every incident change to this URL, signed with the secret.", hooks_sub)
+    p.add_argument("--config", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--secret-file", required=True, help="File holding the HMAC secret (16+ characters).")
+    p = command("dead", cmd_webhooks_dead, "The dead-letter list: changes given up on after two days.", hooks_sub)
+    p.add_argument("--config", required=True)
+    p.add_argument("--json", action="store_true")
+    p = command("replay", cmd_webhooks_replay, "Queue a dead letter again.", hooks_sub)
+    p.add_argument("--config", required=True)
+    p.add_argument("--id", type=int, required=True)

@@ -24,7 +24,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.models import Principal, Role
-from hub.services import alerts, audit, grids
+from hub.services import alerts, audit, grids, webhooks
 from hub.store import transaction
 
 Status = Literal[
@@ -245,10 +245,19 @@ def _history(
     conn: sqlite3.Connection, incident_id: int, actor: audit.Actor, action: str, old: str | None, new: str, note: str,
     photos: list[str], now: float,
 ) -> None:  # fmt: skip
-    conn.execute(
+    cur = conn.execute(
         "INSERT INTO incident_events (incident_id, time, actor, role, action, from_status, to_status, note, photos) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (incident_id, now, actor.name, actor.role, action, old, new, note, json.dumps(photos)),
+    )
+    # The outbound connector: one signed webhook per change, keyed by the history row.
+    item = _incident(conn, _row(conn, None, incident_id), now)
+    change = {"actor": actor.name, "time": now, "from_status": old, "to_status": new, "note": note, "photos": photos}
+    webhooks.enqueue(
+        conn,
+        f"incident-{incident_id}-{cur.lastrowid}",
+        {"type": f"incident.{action}", "incident": item.model_dump(), "change": change},
+        now,
     )
 
 
@@ -271,9 +280,9 @@ def create(
              new.lat, new.source, now, now),
         )  # fmt: skip
         incident_id = int(cur.lastrowid or 0)
-        _history(conn, incident_id, actor, "create", None, "reported", new.description, [], now)
         for event_id in alert_ids:
             conn.execute("INSERT OR IGNORE INTO incident_alerts VALUES (?, ?, ?)", (incident_id, event_id, now))
+        _history(conn, incident_id, actor, "create", None, "reported", new.description, [], now)
         audit.record(conn, actor, "incidents.create", str(incident_id), category=new.category, alerts=alert_ids)
     except BaseException:
         if own:
