@@ -229,7 +229,7 @@ def test_a_box_sending_media_before_its_init_segment_fails_the_session(hub: Hub)
             box.send('{"not": "a notice"}')  # malformed text: ignored, the session goes on
             box.send(b"\x00\x00\x00\x10moofgarbage!")  # a fragment before the init segment
             status = json.loads(viewer.recv(timeout=10))
-    assert status == {"state": "failed", "error": "the box sent media before its init segment"}
+    assert (status["state"], status["error"]) == ("failed", "the box sent media before its init segment")
     assert wait_for(lambda: not hub.media.upstreams, 10)
 
 
@@ -245,3 +245,11 @@ def test_a_slow_viewer_loses_what_is_queued_and_resumes_at_a_keyframe() -> None:
     items = [viewer.queue.get_nowait() for _ in range(viewer.queue.qsize())]
     assert items == [b"init", b"key"]  # the init segment is never dropped: the player needs it
     assert viewer.dropped == 26  # every delta: the 9 queued, the 16 after them and the late one
+
+
+def test_a_dead_camera_is_a_clear_reason_not_a_crash() -> None:
+    url = f"rtsp://127.0.0.1:{free_port()}/sub"  # nothing listens
+    source = LiveSource(StreamSpec("rtsp", url, url, {"rtsp_transport": "tcp", "timeout": "2000000"}))
+    with pytest.raises(MediaUnavailable, match="cannot open the camera: rtsp://127.0.0.1"):
+        next(iter(source))
+    source.close()  # closing twice (the channel always closes) is harmless
