@@ -3,13 +3,17 @@ alert, lifecycle steps (the service checks which role may take which step), phot
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.deps import Conn, actor, allow
 from hub.models import Principal
-from hub.services import audit, incidents
+from hub.services import audit, figures, incidents
+from hub.services.figures import By, FigureTable
 from hub.services.incidents import Incident, IncidentDetail, IncidentError, Priority, Status
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
@@ -68,6 +72,39 @@ def raise_from_alert(
         return incidents.get(conn, principal, incident_id)
     except IncidentError as exc:
         raise _refused(exc) from None
+
+
+def _period(since: datetime | None, until: datetime | None) -> tuple[float, float]:
+    end = until.timestamp() if until else time.time()
+    return (since.timestamp() if since else end - 30 * 86400), end
+
+
+@router.get("/figures", response_model=FigureTable)
+def incident_figures(
+    conn: Conn,
+    by: By = Query("grid", description="grid, category, month or all."),
+    since: datetime | None = Query(None, description="ISO 8601; default 30 days before until."),
+    until: datetime | None = Query(None, description="ISO 8601; default now."),
+    principal: Principal = allow("admin", "grid_worker", "police"),
+) -> FigureTable:
+    """Closure, on-time and rework rates and mean time to close of the incidents due in the period."""
+    return figures.figures(conn, principal, by, *_period(since, until))
+
+
+@router.get("/figures.csv", response_class=PlainTextResponse)
+def incident_figures_csv(
+    conn: Conn,
+    by: By = Query("grid", description="grid, category, month or all."),
+    since: datetime | None = Query(None, description="ISO 8601; default 30 days before until."),
+    until: datetime | None = Query(None, description="ISO 8601; default now."),
+    principal: Principal = allow("admin", "grid_worker", "police"),
+) -> PlainTextResponse:
+    table = figures.figures(conn, principal, by, *_period(since, until))
+    return PlainTextResponse(
+        figures.to_csv(table),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="incident-figures-by-{by}.csv"'},
+    )
 
 
 @router.get("/{incident_id}", response_model=IncidentDetail)
