@@ -6,7 +6,7 @@ The incidents counted are those *due* in the period: dispatched, with their dead
 - on-time rate = resolved by the deadline (the last resolution, after any rework) / due;
 - rework rate = sent back at least once / due;
 - mean time to close = mean of (closed - reported) over the closed ones, in hours.
-Months are UTC calendar months of the deadline. One indexed query (idx_incidents_due).
+Months are UTC calendar months of the deadline. One query answered from a covering index (idx_incidents_figures).
 """
 
 from __future__ import annotations
