@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from edge_agent.agent import Agent  # noqa: E402
 from edge_agent.config import parse_config  # noqa: E402
 from edge_agent.record.index import SegmentIndex  # noqa: E402
+from edge_agent.record.segment import iso  # noqa: E402
 from edge_agent.testvideo import make_h264  # noqa: E402
 from tests.conftest import agent_cmd, wait_for  # noqa: E402
 from tests.support.brokers import Broker  # noqa: E402
@@ -114,9 +115,9 @@ def one_run(minutes: float, video: Path, run: int) -> dict[str, Any]:
             "--camera",
             "door",
             "--start",
-            str(start),
+            iso(start),
             "--end",
-            str(end),
+            iso(end),
             "--out",
             str(tmp / "local.mp4"),
         ),
