@@ -19,6 +19,7 @@ from hub.models import Principal
 from hub.services import audit, grids, incidents
 from hub.store import connect
 from tests.conftest import REPO, free_port, wait_for
+from tests.test_figures import load as load_figures_fixture
 from tests.test_web_api import PASSWORD, make_hub_data, ulid
 
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
@@ -39,6 +40,7 @@ def hub_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     n = incidents.raise_from_alert(conn, ADMIN, audit.CLI, ulid(0), "intrusion", "high", "夜间有人进入店铺")
     for action in ("accept", "dispatch"):
         incidents.transition(conn, ADMIN, audit.CLI, n, action)
+    load_figures_fixture(conn)  # grids A and B with hand-computed figures (tests/test_figures.py)
     conn.close()
     port, mqtt_port = free_port(), free_port()
     config_file = work / "hub.yaml"
@@ -74,7 +76,7 @@ def test_grid_worker_takes_and_resolves_from_the_phone(page: Page, hub_url: str,
     page.click("button[type=submit]")
     page.wait_for_url(f"{hub_url}/")
     page.click("nav.tabs a[href='/incidents']")
-    expect(page.locator("h1").first).to_have_text("我的任务")
+    expect(page.locator("h1").first).to_contain_text("我的任务")
     item = page.locator("#incidents li.incident").first
     expect(item).to_contain_text("已派遣")
     page.screenshot(path=str(SCREENSHOTS / "incidents-queue-zh.png"), full_page=True)
@@ -102,5 +104,28 @@ def test_grid_worker_takes_and_resolves_from_the_phone(page: Page, hub_url: str,
     expect(page.locator("#status")).to_have_text("Resolved")
     page.screenshot(path=str(SCREENSHOTS / "incidents-detail-en.png"), full_page=True)
     page.goto(f"{hub_url}/incidents")
-    expect(page.locator("h1").first).to_have_text("My queue")
+    expect(page.locator("h1").first).to_contain_text("My queue")
     page.screenshot(path=str(SCREENSHOTS / "incidents-queue-en.png"), full_page=True)
+
+
+def test_the_centres_figures_chart_and_table(page: Page, hub_url: str) -> None:
+    page.goto(f"{hub_url}/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{hub_url}/")
+    page.goto(f"{hub_url}/incidents")
+    page.click("#figures-link")
+    page.goto(f"{hub_url}/incidents/figures?by=grid&days=3660")
+    expect(page.locator("#chart")).to_have_attribute("data-ready", "1")
+    assert page.locator("#chart canvas").count() >= 1
+    rows = page.locator("#figures tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("75.0%")  # grid A: 3 of 4 due closed (hand-computed)
+    expect(rows.nth(1)).to_contain_text("100.0%")  # grid B: both on time
+    expect(page.locator("h1").first).to_contain_text("统计")
+    page.screenshot(path=str(SCREENSHOTS / "incidents-figures-zh.png"), full_page=True)
+    page.goto(f"{hub_url}/incidents/figures?by=category&days=3660&lang=en")
+    expect(page.locator("#chart")).to_have_attribute("data-ready", "1")
+    expect(page.locator("#figures thead")).to_contain_text("Closure rate")
+    page.screenshot(path=str(SCREENSHOTS / "incidents-figures-en.png"), full_page=True)

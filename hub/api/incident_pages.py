@@ -5,13 +5,16 @@ token (hub/web/static/incidents.js)."""
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from hub.api.deps import Conn, page_allow
 from hub.api.pages import render
 from hub.models import Principal
-from hub.services import incidents
+from hub.services import figures, incidents
+from hub.services.figures import By
 from hub.services.incidents import STATUSES, TRANSITIONS, IncidentError
 
 router = APIRouter(include_in_schema=False)
@@ -32,6 +35,23 @@ def incidents_page(
     return render(
         request, "incidents.html", principal, active="incidents", items=items, statuses=STATUSES, chosen=chosen or ""
     )
+
+
+@router.get("/incidents/figures", response_class=HTMLResponse)
+def figures_page(
+    request: Request,
+    conn: Conn,
+    by: By = Query("grid"),
+    days: int = Query(30, ge=1, le=3660),
+    principal: Principal = page_allow("admin", "grid_worker", "police"),
+) -> Response:
+    """Closure, on-time and rework rates as a chart (ECharts, shipped in the package) and a table."""
+    until = time.time()
+    table = figures.figures(conn, principal, by, until - days * 86400, until)
+    return render(
+        request, "incident_figures.html", principal, active="incidents", table=table, by=by, days=days,
+        data=table.model_dump_json(),
+    )  # fmt: skip
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)

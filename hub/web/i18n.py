@@ -273,6 +273,16 @@ STRINGS: dict[str, dict[Lang, str]] = {
     "priority_high": {"zh": "紧急", "en": "High"},
     "priority_normal": {"zh": "一般", "en": "Normal"},
     "priority_low": {"zh": "低", "en": "Low"},
+    "figures": {"zh": "统计", "en": "Figures"},
+    "closure_rate": {"zh": "结案率", "en": "Closure rate"},
+    "on_time_rate": {"zh": "按期处置率", "en": "On-time rate"},
+    "rework_rate": {"zh": "返工率", "en": "Rework rate"},
+    "mean_hours_to_close": {"zh": "平均结案时长(小时)", "en": "Mean hours to close"},
+    "by_grid": {"zh": "按网格", "en": "By grid"},
+    "by_category": {"zh": "按类别", "en": "By category"},
+    "by_month": {"zh": "按月份", "en": "By month"},
+    "last_days": {"zh": "最近天数", "en": "Last days"},
+    "due_count": {"zh": "到期", "en": "Due"},
 }
 
 
