@@ -129,6 +129,7 @@ class Incident(_Model):
     resolved: float | None = Field(description="Last resolution.")
     closed: float | None = Field(description="When it was closed (or rejected).")
     reworks: int = Field(description="Failed verifications so far.")
+    police_state: str | None = Field(description="Escalated to the police: escalated, acknowledged, dispatched, ...")
     overdue: bool = Field(description="Past its deadline and not yet resolved.")
     alerts: list[str] = Field(description="Ids of the alerts attached to it.")
     refs: dict[str, str] = Field(description="References in outside systems: system -> id.")
@@ -154,7 +155,7 @@ class NewIncident(_Model):
 
 _COLUMNS = (
     "id, status, grid, category, priority, title, description, site, device, camera, lon, lat, source, created, "
-    "updated, dispatched, due, resolved, closed, reworks"
+    "updated, dispatched, due, resolved, closed, reworks, police_state"
 )
 
 
@@ -343,6 +344,18 @@ def transition(
         _history(conn, incident_id, actor, action, old, new, note.strip(), photos, now)
         audit.record(conn, actor, f"incidents.{action}", str(incident_id), status=new)
     return _incident(conn, _row(conn, principal, incident_id), time.time())
+
+
+def add_history(
+    conn: sqlite3.Connection, incident_id: int, actor: audit.Actor, action: str, status: str, note: str, now: float
+) -> None:
+    """A history row (and its webhook) that does not change the status: police steps."""
+    _history(conn, incident_id, actor, action, status, status, note, [], now)
+
+
+def visible_row(conn: sqlite3.Connection, principal: Principal, incident_id: int) -> sqlite3.Row:
+    """The incident's row if the caller may see it; IncidentError 404 otherwise."""
+    return _row(conn, principal, incident_id)
 
 
 def attach(conn: sqlite3.Connection, incident_id: int, event_id: str, now: float) -> None:

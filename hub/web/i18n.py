@@ -283,6 +283,14 @@ STRINGS: dict[str, dict[Lang, str]] = {
     "by_month": {"zh": "按月份", "en": "By month"},
     "last_days": {"zh": "最近天数", "en": "Last days"},
     "due_count": {"zh": "到期", "en": "Due"},
+    "police_console": {"zh": "接警台", "en": "Police console"},
+    "police_sound_hint": {"zh": "新警情会响铃，请先开启声音。", "en": "New escalations ring: turn the sound on first."},
+    "police_acknowledge": {"zh": "确认接警", "en": "Acknowledge"},
+    "police_dispatch": {"zh": "出警", "en": "Dispatch officers"},
+    "police_on_scene": {"zh": "已到场", "en": "On scene"},
+    "police_done": {"zh": "处置完毕", "en": "Done"},
+    "live_view": {"zh": "实时画面", "en": "Live view"},
+    "pull_clip": {"zh": "调取录像", "en": "Pull clip"},
 }
 
 
