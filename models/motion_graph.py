@@ -173,7 +173,16 @@ def build_motion_graph() -> onnx.ModelProto:
         helper.make_node("Clip", ["gain_raw", "gain_lo", "gain_hi"], ["gain_clipped"]),
         helper.make_node("Sub", ["gain_clipped", "one"], ["gain_off"]),
         helper.make_node("Abs", ["gain_off"], ["gain_off_abs"]),
-        helper.make_node("Greater", ["gain_off_abs", "gain_deadband"], ["gain_big"]),
+        # The dead band applies by day only: in the dark (the background's mean below dark_level)
+        # a lamp flickering by 10 % is already over the lowered threshold, so every ratio counts.
+        helper.make_node("Mul", ["background", "roi"], ["bg_raw_roi"]),
+        helper.make_node("ReduceSum", ["bg_raw_roi"], ["bg_raw_sum"], keepdims=0),
+        helper.make_node("ReduceSum", ["roi"], ["roi_count"], keepdims=0),
+        helper.make_node("Max", ["roi_count", "one"], ["roi_count_1"]),
+        helper.make_node("Div", ["bg_raw_sum", "roi_count_1"], ["level_raw"]),
+        helper.make_node("Less", ["level_raw", "dark_level"], ["was_dark"]),
+        helper.make_node("Where", ["was_dark", "zero_s", "gain_deadband"], ["deadband"]),
+        helper.make_node("Greater", ["gain_off_abs", "deadband"], ["gain_big"]),
         helper.make_node("Where", ["gain_big", "gain_clipped", "one"], ["gain"]),
         helper.make_node("Mul", ["background", "gain"], ["bg_gain"]),
         # 3. difference to the (gain-corrected) background
@@ -182,11 +191,7 @@ def build_motion_graph() -> onnx.ModelProto:
         # 4. threshold: a floor that scales with the scene's brightness below dark_level (a person
         # in a dark lane differs from it by a few grey levels, not 20), raised per region to
         # noise_factor x that region's noise.
-        helper.make_node("Mul", ["bg_gain", "roi"], ["bg_roi"]),
-        helper.make_node("ReduceSum", ["bg_roi"], ["bg_roi_sum"], keepdims=0),
-        helper.make_node("ReduceSum", ["roi"], ["roi_count"], keepdims=0),
-        helper.make_node("Max", ["roi_count", "one"], ["roi_count_1"]),
-        helper.make_node("Div", ["bg_roi_sum", "roi_count_1"], ["level"]),
+        helper.make_node("Mul", ["level_raw", "gain"], ["level"]),
         helper.make_node("Div", ["level", "dark_level"], ["level_rel"]),
         helper.make_node("Max", ["level_rel", "floor_min"], ["level_rel_lo"]),
         helper.make_node("Min", ["level_rel_lo", "one"], ["floor_rel"]),

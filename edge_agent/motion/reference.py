@@ -169,18 +169,20 @@ def motion_step(
 
     b = blur(frame)
     prev_still = roi * (one - np.clip(motion_age, F32(0), one))
+    roi_count = max(np.sum(roi, dtype=np.float64), 1.0)
+    level_raw = F32(np.sum(background * roi, dtype=np.float64) / roi_count)
+    deadband = F32(0) if level_raw < dark_level else F32(GAIN_DEADBAND)
     if gain is None:
         num = np.sum(b * prev_still, dtype=np.float64)
         den = max(np.sum(background * prev_still, dtype=np.float64), 1.0)
         clipped = np.clip(F32(num / den), F32(GAIN_RANGE[0]), F32(GAIN_RANGE[1]))
-        gain = float(clipped) if abs(clipped - one) > F32(GAIN_DEADBAND) else 1.0
+        gain = float(clipped) if abs(clipped - one) > deadband else 1.0
     bg_gain = background * F32(gain)
     delta = b - bg_gain
     diff = np.abs(delta)
 
-    roi_count = max(np.sum(roi, dtype=np.float64), 1.0)
     if level is None:
-        level = float(F32(np.sum(bg_gain * roi, dtype=np.float64) / roi_count))
+        level = float(level_raw * F32(gain))
     floor_rel = min(max(F32(level) / dark_level, floor_min), one)
     floor = sensitivity * F32(floor_rel)
     dark = F32(one > F32(floor_rel))
