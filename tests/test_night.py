@@ -8,6 +8,7 @@ bench/night.py; these are the behaviours it relies on, a few seconds of footage 
 from __future__ import annotations
 
 import cv2
+import numpy as np
 import pytest
 
 from edge_agent.motion.detector import MotionDetector, MotionResult, MotionSettings
@@ -59,3 +60,26 @@ def test_brightness_step_does_not_alert(factor: float) -> None:
     assert not any(r.motion or r.boxes for t, r in results.items() if 1.2 <= t <= EMPTY_END)
     # ... and the lane is still watched afterwards: a person walking in under the new light is seen.
     assert share(results, *WALK_IN) >= 0.8
+
+
+def test_at_night_the_person_detector_gets_larger_regions() -> None:
+    """The pipeline hands the detector twice the margin around night motion, and larger crops."""
+    from edge_agent.config.schema import DetectConfig
+    from edge_agent.pipeline import REGION_MIN, CameraAnalyzer
+    from tests.test_pipeline import FakeDetector, scene
+
+    def regions(darken: float) -> list[tuple[bool, float]]:
+        analyzer = CameraAnalyzer("cam", DetectConfig(), FakeDetector(), "UTC")
+        rng = np.random.default_rng(3)
+        out = []
+        for i, x in enumerate([None] * 8 + list(range(100, 400, 30))):
+            img = (scene(rng, x).astype(np.float32) * darken).astype(np.uint8)
+            result = analyzer.process(img, i / 5)
+            out += [(result.motion.night, min(r.width for r in result.regions)) for _ in result.regions[:1]]
+        return out
+
+    day, night = regions(1.0), regions(0.15)
+    assert day and night
+    assert not any(n for n, _ in day) and all(n for n, _ in night)
+    assert min(w for _, w in day) >= REGION_MIN
+    assert min(w for _, w in night) >= 1.5 * REGION_MIN
