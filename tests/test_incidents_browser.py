@@ -129,3 +129,33 @@ def test_the_centres_figures_chart_and_table(page: Page, hub_url: str) -> None:
     expect(page.locator("#chart")).to_have_attribute("data-ready", "1")
     expect(page.locator("#figures thead")).to_contain_text("Closure rate")
     page.screenshot(path=str(SCREENSHOTS / "incidents-figures-en.png"), full_page=True)
+
+
+def test_police_console_gets_escalations_live_and_acknowledges(page: Page, hub_url: str) -> None:
+    import httpx
+
+    page.goto(f"{hub_url}/login")
+    page.fill("input[name=username]", "police1")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{hub_url}/")
+    page.click("nav.tabs a[href='/police']")
+    expect(page.locator("#live-state")).to_have_text("●")  # the stream is open
+    expect(page.locator("#police-list li[data-id]")).to_have_count(0)
+    login = httpx.post(f"{hub_url}/api/v1/auth/login", json={"username": "admin", "password": PASSWORD}).json()
+    admin = {"Authorization": f"Bearer {login['token']}"}
+    escalated = httpx.post(f"{hub_url}/api/v1/incidents/1/police/escalate", json={"note": "x"}, headers=admin)
+    assert escalated.status_code == 200, escalated.text
+    item = page.locator("#police-list li[data-id='1']")
+    expect(item.locator(".police-state")).to_have_text("待接警")  # arrived over SSE, no reload
+    expect(item.locator("a.button")).to_have_count(2)
+    assert item.locator("a.button").nth(0).get_attribute("href") == "/cameras/lanxi.shop-1.door/live"
+    assert "/cameras/lanxi.shop-1.door/playback?t=" in (item.locator("a.button").nth(1).get_attribute("href") or "")
+    item.locator("button[data-step=acknowledge]").click()
+    expect(item.locator(".police-state")).to_have_text("已接警")
+    expect(item.locator(".police-state")).to_have_attribute("data-state", "acknowledged")
+    expect(item.locator("button[data-step=dispatch]")).to_have_text("出警")
+    page.screenshot(path=str(SCREENSHOTS / "police-console-zh.png"), full_page=True)
+    history = httpx.get(f"{hub_url}/api/v1/incidents/1", headers=admin).json()["history"]
+    assert [e["action"] for e in history[-2:]] == ["police.escalate", "police.acknowledge"]
+    assert history[-1]["actor"] == "police1"

@@ -291,6 +291,11 @@ STRINGS: dict[str, dict[Lang, str]] = {
     "police_done": {"zh": "处置完毕", "en": "Done"},
     "live_view": {"zh": "实时画面", "en": "Live view"},
     "pull_clip": {"zh": "调取录像", "en": "Pull clip"},
+    "pstate_escalated": {"zh": "待接警", "en": "Escalated"},
+    "pstate_acknowledged": {"zh": "已接警", "en": "Acknowledged"},
+    "pstate_dispatched": {"zh": "已出警", "en": "Officers dispatched"},
+    "pstate_on_scene": {"zh": "已到场", "en": "On scene"},
+    "pstate_done": {"zh": "已处置完毕", "en": "Done"},
 }
 
 

@@ -4,6 +4,7 @@
 document.addEventListener("DOMContentLoaded", () => {
   const list = document.getElementById("police-list");
   const labels = list.dataset.labels.split("|");
+  const stateNames = Object.fromEntries(list.dataset.states.split("|").map((pair) => pair.split("=")));
   const steps = { escalated: ["acknowledge", 0], acknowledged: ["dispatch", 1], dispatched: ["on_scene", 2], on_scene: ["done", 3] };
   const error = document.getElementById("police-error");
   let audio = null;
@@ -71,7 +72,9 @@ document.addEventListener("DOMContentLoaded", () => {
     li.dataset.hasCamera = item.camera ? "1" : "0";
     li.dataset.created = item.created;
     li.dataset.state = item.police_state;
-    li.querySelector(".police-state").textContent = item.police_state;
+    const badge = li.querySelector(".police-state");
+    badge.textContent = stateNames[item.police_state] || item.police_state;
+    badge.dataset.state = item.police_state;
     fill(li);
     if (item.police_state === "escalated") beep();
   });
