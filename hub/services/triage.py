@@ -13,9 +13,7 @@ cursor are one transaction, so a hub stopped at any point neither skips nor doub
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -26,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hub.services import audit, incidents
 from hub.services.incidents import FINAL, NewIncident, Priority
-from hub.store import connect, transaction
+from hub.services.worker import PollingWorker
+from hub.store import transaction
 
-log = logging.getLogger("diaolou.hub.triage")
 TRIAGE = audit.Actor("triage", None, None)
 BATCH = 500
 POLL_SECONDS = 0.5
@@ -183,34 +181,8 @@ def triage_step(conn: sqlite3.Connection, now: float, batch: int = BATCH) -> tup
     return len(rows), opened
 
 
-class Triage:
+class Triage(PollingWorker):
     """The thread that runs `triage_step` beside ingest."""
 
     def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="diaolou-triage", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-
-    def _run(self) -> None:
-        conn = connect(self.db_path)
-        try:
-            while not self._stop.is_set():
-                try:
-                    read, _ = triage_step(conn, time.time())
-                except Exception:  # a dead thread would stop every proposal without a word
-                    log.exception("triage failed; trying again")
-                    read = 0
-                if read < BATCH:
-                    self._stop.wait(POLL_SECONDS)
-        finally:
-            conn.close()
+        super().__init__("triage", db_path, lambda conn: triage_step(conn, time.time())[0] >= BATCH, POLL_SECONDS)

@@ -17,9 +17,7 @@ import hashlib
 import hmac
 import http.client
 import json
-import logging
 import sqlite3
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -32,9 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.security import same_secret
 from hub.services import audit
-from hub.store import connect, transaction
+from hub.services.worker import PollingWorker
+from hub.store import transaction
 
-log = logging.getLogger("diaolou.hub.webhooks")
 REPLAY_WINDOW_SECONDS = 300
 TIMEOUT_SECONDS = 10.0
 
@@ -175,35 +173,11 @@ def replay(conn: sqlite3.Connection, actor: audit.Actor, outbox_id: int, now: fl
     return cur.rowcount == 1
 
 
-class Deliverer:
+class Deliverer(PollingWorker):
     """The thread that runs `deliver_step` beside ingest."""
 
     def __init__(self, db_path: Path, policy: DeliveryPolicy = DeliveryPolicy()) -> None:
-        self.db_path = db_path
-        self.policy = policy
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        def step(conn: sqlite3.Connection) -> bool:
+            return deliver_step(conn, time.time(), policy) > 0
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="diaolou-webhooks", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(TIMEOUT_SECONDS + 5)
-            self._thread = None
-
-    def _run(self) -> None:
-        conn = connect(self.db_path)
-        try:
-            while not self._stop.is_set():
-                try:
-                    tries = deliver_step(conn, time.time(), self.policy)
-                except Exception:  # a dead thread would stop every delivery without a word
-                    log.exception("webhook delivery failed; trying again")
-                    tries = 0
-                if not tries:
-                    self._stop.wait(self.policy.poll)
-        finally:
-            conn.close()
+        super().__init__("webhooks", db_path, step, policy.poll, join=TIMEOUT_SECONDS + 5)

@@ -1,0 +1,55 @@
+"""A background thread with its own hub.db connection that calls a step until stopped: triage
+and the webhook deliverer run beside ingest this way."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from hub.store import connect
+
+log = logging.getLogger("diaolou.hub.worker")
+
+
+class PollingWorker:
+    """`step(conn)` returns True when there may be more to do at once; otherwise the thread waits
+    `poll` seconds (or until stopped). A step that raises is logged and tried again: a thread that
+    died would stop its work without a word."""
+
+    def __init__(
+        self, name: str, db_path: Path, step: Callable[[sqlite3.Connection], bool], poll: float, join: float = 10
+    ) -> None:
+        self.name = name
+        self.db_path = db_path
+        self.step = step
+        self.poll = poll
+        self.join = join
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"diaolou-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.join)
+            self._thread = None
+
+    def _run(self) -> None:
+        conn = connect(self.db_path)
+        try:
+            while not self._stop.is_set():
+                try:
+                    more = self.step(conn)
+                except Exception:
+                    log.exception("%s failed; trying again", self.name)
+                    more = False
+                if not more:
+                    self._stop.wait(self.poll)
+        finally:
+            conn.close()
