@@ -53,7 +53,7 @@ def hub(tmp_path: Path) -> Any:
         TriageRule(name="shop-night", kinds=["person"], sites=["lanxi"], zones=["shop"], start="21:00", end="07:00",
                    category="intrusion", priority="high", dedup_minutes=30),
         TriageRule(name="forced-door", kinds=["door_alarm"], detail={"alarm": "forced"}, category="forced_door",
-                   priority="urgent"),
+                   priority="urgent", escalate=True),
         TriageRule(name="offline", kinds=["camera_offline"], offline_minutes=60, category="camera_offline",
                    priority="low"),
     ]  # fmt: skip
@@ -77,6 +77,10 @@ def test_rules_propose_and_the_dedup_window_attaches(hub: Hub) -> None:
         ("forced_door", "urgent", "rule", [forced]),
     ]
     assert day not in found[0].alerts and other_zone not in found[0].alerts and held not in found[1].alerts
+    # The forced-door rule escalates to the police by itself, audited; the intrusion rule does not.
+    assert [i.police_state for i in found] == [None, "escalated"]
+    row = hub.conn.execute("SELECT actor, detail FROM audit WHERE action = 'police.escalate'").fetchone()
+    assert row[0] == "triage" and "forced-door" in row[1]
     # Nothing new: the cursor moved, nothing is read twice.
     assert triage_step(hub.conn, NIGHT + 130) == (0, 0)
 

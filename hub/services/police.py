@@ -51,6 +51,17 @@ def step(
     return incidents.get(conn, principal, incident_id).incident
 
 
+def escalate_by_rule(conn: sqlite3.Connection, actor: audit.Actor, incident_id: int, rule: str, now: float) -> None:
+    """A triage rule with `escalate: true` sends its new incident straight to the site's police.
+    Call inside the transaction that opened the incident."""
+    row = conn.execute("SELECT status, site, police_state FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+    if row is None or row["site"] is None or row["police_state"] is not None:
+        return
+    conn.execute("UPDATE incidents SET police_state = 'escalated', updated = ? WHERE id = ?", (now, incident_id))
+    incidents.add_history(conn, incident_id, actor, "police.escalate", row["status"], f"rule {rule}", now)
+    audit.record(conn, actor, "police.escalate", str(incident_id), site=row["site"], rule=rule)
+
+
 def escalated(conn: sqlite3.Connection, principal: Principal, limit: int = 100) -> list[Incident]:
     """Escalated incidents the caller may see, newest first (the console's list)."""
     clause, params = incidents.visible_sql(principal)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hub.services import audit, incidents
+from hub.services import audit, incidents, police
 from hub.services.incidents import FINAL, NewIncident, Priority
 from hub.services.worker import PollingWorker
 from hub.store import transaction
@@ -50,6 +50,7 @@ class TriageRule(BaseModel):
     category: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="Category of the incident it proposes.")
     priority: Priority = Field("normal", description="Priority of the incident.")
     dedup_minutes: float = Field(30, ge=0, le=10080, description="Alerts of the same place within this attach.")
+    escalate: bool = Field(False, description="Send each incident it opens straight to the site's police.")
 
     @field_validator("time_zone")
     @classmethod
@@ -141,7 +142,10 @@ def propose(conn: sqlite3.Connection, rule: TriageRule, row: sqlite3.Row, now: f
         camera=row["camera"],
         source="rule",
     )
-    return incidents.create(conn, TRIAGE, new, [row["id"]], now), True
+    incident_id = incidents.create(conn, TRIAGE, new, [row["id"]], now)
+    if rule.escalate:
+        police.escalate_by_rule(conn, TRIAGE, incident_id, rule.name, now)
+    return incident_id, True
 
 
 _NEW = (
