@@ -80,3 +80,27 @@ def test_escalation_acknowledgement_and_dispatch_flow_back_audited(hub: tuple[Hu
     page = client.get("/police", headers={**cop, "accept": "text/html"})
     assert page.status_code == 200 and f'data-id="{incident}"' in page.text and "接警台" in page.text
     assert client.get("/police", headers={**owner, "accept": "text/html"}).status_code == 403
+
+
+def test_a_clip_pulled_for_an_incident_keeps_its_hold_until_the_incident_closes(
+    hub: tuple[HubConfig, TestClient],
+) -> None:
+    config, client = hub
+    admin, cop, owner = (sign_in(client, u) for u in ("admin", "police1", "owner1"))
+    incident = client.post("/api/v1/incidents", json={"alert_id": ulid(0), "category": "intrusion"}, headers=admin)
+    n = incident.json()["incident"]["id"]
+    alert_time = client.get(f"/api/v1/alerts/{ulid(0)}", headers=admin).json()["time"]
+    window = {"start": alert_time - 30, "end": alert_time + 30}
+    assert client.post(f"/api/v1/incidents/{n}/clips", json=window, headers=owner).status_code == 403
+    pulled = client.post(f"/api/v1/incidents/{n}/clips", json=window, headers=cop)
+    assert pulled.status_code == 202, pulled.text
+    clip = pulled.json()["id"]
+    history = client.get(f"/api/v1/incidents/{n}", headers=admin).json()["history"]
+    assert history[-1]["action"] == "clip" and clip in history[-1]["note"]
+    release = {"reason": "case closed by court"}
+    held = client.post(f"/api/v1/clips/{clip}/release-hold", json=release, headers=admin)
+    assert held.status_code == 409 and f"incident {n}" in held.json()["detail"]
+    conn = connect(config.db_path)
+    conn.execute("UPDATE incidents SET status = 'closed' WHERE id = ?", (n,))
+    conn.close()
+    assert client.post(f"/api/v1/clips/{clip}/release-hold", json=release, headers=admin).status_code == 202

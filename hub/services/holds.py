@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contract.holds import RELEASE_HOLD_COMMAND, ReleaseHoldRequest
 from contract.messages import Command
 from hub.models import Principal
-from hub.services import audit, clips
+from hub.services import audit, clips, incident_evidence
 from hub.services.audit import Actor
 from hub.services.clips import ClipRefused
 from hub.store import transaction
@@ -55,6 +55,9 @@ def release(
     clip = clips.get(conn, principal, clip_id)
     if clip is None:
         raise ClipRefused(404, f"no clip {clip_id[:64]!r}")
+    holder = incident_evidence.holding_incident(conn, clip.id)
+    if holder is not None:
+        raise ClipRefused(409, f"clip {clip.id} is evidence of incident {holder}: its hold stays until it is closed")
     command_id = _command_id(clip.id)
     if conn.execute("SELECT 1 FROM commands WHERE id = ?", (command_id,)).fetchone() is not None:
         raise ClipRefused(409, f"the hold of clip {clip.id} has already been released")

@@ -14,7 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from hub.api.deps import Conn, actor, allow, page_allow
 from hub.api.pages import render
 from hub.models import Principal
-from hub.services import police
+from hub.services import incident_evidence, police
+from hub.services.clips import Clip, ClipRefused
+from hub.services.incident_evidence import ClipWindow
 from hub.services.incidents import Incident, IncidentError
 from hub.store import connect
 
@@ -41,6 +43,24 @@ def police_step(
     try:
         return police.step(conn, principal, actor(request, principal), incident_id, step, body.note)
     except IncidentError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+
+
+@router.post("/api/v1/incidents/{incident_id}/clips", response_model=Clip, status_code=202)
+def pull_clip(
+    incident_id: int,
+    body: ClipWindow,
+    request: Request,
+    conn: Conn,
+    principal: Principal = allow("admin", "police"),
+) -> Clip:
+    """Pull an evidence clip of the incident's camera (the clip chain of custody); its hold on the
+    box stays until the incident is closed."""
+    try:
+        return incident_evidence.pull_clip(conn, principal, actor(request, principal), incident_id, body)
+    except IncidentError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    except ClipRefused as exc:
         raise HTTPException(exc.status, str(exc)) from None
 
 

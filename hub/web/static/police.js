@@ -46,7 +46,8 @@ document.addEventListener("DOMContentLoaded", () => {
         await diaolou.send("POST", `/api/v1/incidents/${li.dataset.id}/police/${button.dataset.step}`, { note: "" });
       } else if (button.dataset.clip) {
         const t = Number(li.dataset.created);
-        await diaolou.send("POST", "/api/v1/clips", { camera: li.dataset.camera, start: t - 60, end: t + 60, reason: `incident #${li.dataset.id}` });
+        const end = Math.min(t + 60, Date.now() / 1000);
+        await diaolou.send("POST", `/api/v1/incidents/${li.dataset.id}/clips`, { start: t - 60, end });
         location.href = "/clips";
       }
     } catch (e) { error.textContent = e.message; error.hidden = false; }
