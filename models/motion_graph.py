@@ -10,53 +10,44 @@ inputs and the updated ones go out, so one onnxruntime session serves every came
 `MotionDetector` keeps its own state) and a step can be compared exactly with the reference. The
 per-camera settings are inputs too (`params`), for the same reason.
 
-Inputs (H, W: the analysis image, e.g. 320x180; the sizes are dynamic):
+Inputs (H, W: the analysis image, e.g. 320x180; the sizes are dynamic; GH, GW: the noise grid,
+`noise_grid_shape(H, W)`):
 
 | name | type, shape | meaning |
 |---|---|---|
 | `frame` | uint8 [1,1,H,W] | grey analysis image (the frame downscaled) |
 | `background` | float32 [1,1,H,W] | running background, in blurred grey levels |
 | `motion_age` | float32 [1,1,H,W] | frames each pixel has been under the motion mask without a break |
-| `noise` | float32 [1] | running estimate of the mean absolute difference of still pixels |
+| `evidence` | float32 [1,1,H,W] | running mean of the signed difference (night integration) |
+| `noise` | float32 [1,1,GH,GW] | running noise estimate per NOISE_CELL x NOISE_CELL region |
 | `roi` | float32 [1,1,H,W] | 1 where motion counts, 0 inside the ignore polygons |
-| `params` | float32 [6] | `PARAM_NAMES`: sensitivity, noise_factor, alpha, alpha_motion, noise_rate, absorb_frames |
+| `params` | float32 [10] | `PARAM_NAMES` |
 
-Outputs:
-
-| name | type, shape | meaning |
-|---|---|---|
-| `mask` | float32 [1,1,H,W] | 1 = motion: the changed pixels dilated by `DILATE` x `DILATE` |
-| `cells` | float32 [1,1,H//CELL,W//CELL] | share of changed pixels (not dilated) in each whole CELL x CELL cell |
-| `new_background` | float32 [1,1,H,W] | background to pass in with the next frame |
-| `new_motion_age` | float32 [1,1,H,W] | motion age to pass in with the next frame |
-| `new_noise` | float32 [1] | noise estimate to pass in with the next frame |
-| `fraction` | float32 [1] | changed pixels (not dilated) / pixels in the roi; drives the lighting check |
+Outputs: `mask` (1 = motion, dilated), `cells` (share of changed pixels per whole CELL x CELL
+cell), `new_background`, `new_motion_age`, `new_evidence`, `new_noise` (the state for the next
+frame), `fraction` (changed pixels / roi pixels: the lighting check), `gain` (brightness ratio of
+the frame to the background, 1 inside the day's dead band) and `level` (mean brightness of the
+gain-corrected background: night mode below `dark_level`).
 
 Per frame:
 
-1. `blur` = the frame blurred by a 5x5 binomial kernel ([1 4 6 4 1]/16 in each direction, a
-   Gaussian of sigma ~1), the border replicated (edge padding) so that border pixels keep their
-   full weight and are as sensitive as the rest. The weights are multiples of 1/256 and the input
-   is uint8, so every partial sum is exact in float32 and the result does not depend on the order
-   of summation (the graph and numpy agree bit for bit).
-2. `delta` = blur - background; `diff` = |delta|.
-3. `threshold` = max(sensitivity, noise_factor * noise): a fixed floor in grey levels, raised when
-   the sensor gets noisy (night, gain up) so that noise does not become motion.
-4. `changed` = (diff > threshold) * roi; `mask` = MaxPool(changed, DILATE, stride 1): dilation
-   joins the pieces of one object (a body and its legs) before the connected components.
-5. `cells` = AveragePool(changed, CELL, stride CELL).
-6. `new_motion_age` = (motion_age + 1) * mask; `absorb` = clip(new_motion_age - (absorb_frames -
-   1), 0, 1), i.e. 1 once a pixel has been under the mask for absorb_frames frames in a row.
-7. `rate` = max(alpha + (alpha_motion - alpha) * mask, absorb): alpha where the mask is 0,
-   alpha_motion under it (someone walking through leaves no trail in the background), 1 where
-   absorbed: whatever stays changed for absorb_frames (a person who stopped, a parked car, the
-   "ghost" left where a still object was) becomes background at once instead of over tens of
-   seconds. `new_background` = background + rate * delta.
-8. `still` = roi * (1 - mask); `new_noise` = noise + noise_rate * (mean of `diff` over `still` -
-   noise). It measures how far still pixels are from the background: sensor noise, compression
-   flicker and exposure drift not yet followed, all reasons to raise the threshold. Only still
-   pixels count, so motion does not raise the threshold that would hide it; they are below the
-   threshold by construction, which bounds the estimate (no runaway).
+1. `blur` = the frame blurred by a 5x5 binomial kernel ([1 4 6 4 1]/16 each way), edges
+   replicated. The weights are multiples of 1/256 and the input is uint8, so every partial sum
+   is exact in float32 (the graph and numpy agree bit for bit).
+2. Global gain: sum(blur) / sum(background) over the pixels still in the previous frame (motion
+   age 0), clipped to GAIN_RANGE; by day (background mean >= dark_level) a ratio within
+   GAIN_DEADBAND of 1 counts as 1. `delta` = blur - gain * background; `diff` = |delta|.
+3. `threshold` = max(sensitivity * clip(level / dark_level, floor_min, 1), noise_factor * noise),
+   the noise being the region's own in the dark and the mean of the regions by day.
+4. `changed` = (diff > threshold, or in the dark |5x5 mean of evidence| > weak_factor x
+   threshold) * roi, with evidence += integrate_rate * (delta - evidence); `mask` = 5x5 dilation.
+5. `cells` = AveragePool(changed, CELL).
+6. `new_motion_age` = (motion_age + 1) * mask; `absorb` = 1 from absorb_frames on.
+7. `rate` = max(alpha, or alpha_motion under the mask, absorb); `new_background` = gain *
+   background + rate * delta.
+8. Noise per region: noise += noise_rate * (mean(diff * still) - mean(still) * noise) per cell,
+   still = roi * (1 - mask): towards the mean difference of the cell's still pixels, weighted by
+   how much of the cell is still.
 9. `fraction` = sum(changed) / max(sum(roi), 1).
 """
 
