@@ -183,7 +183,8 @@ def motion_step(
 
     if level is None:
         level = float(level_raw * F32(gain))
-    floor_rel = min(max(F32(level) / dark_level, floor_min), one)
+    with np.errstate(divide="ignore"):  # dark_level 0: never dark (inf, as in the graph)
+        floor_rel = min(max(F32(level) / dark_level, floor_min), one)
     floor = sensitivity * F32(floor_rel)
     dark = F32(one > F32(floor_rel))
     if dark:
