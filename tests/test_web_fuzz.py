@@ -47,3 +47,33 @@ def test_no_generated_request_gets_a_500(tmp_path: Path) -> None:
 
         run()
     assert not failures, failures[:10]
+
+
+def _integers(schema: dict[str, object]) -> list[dict[str, object]]:
+    """The integer schemas in a parameter's schema (plain, or inside anyOf for an optional one)."""
+    found = [schema] if schema.get("type") == "integer" else []
+    for part in schema.get("anyOf", []) or []:  # type: ignore[attr-defined]
+        found += _integers(part)
+    return found
+
+
+def test_every_integer_in_a_path_or_query_is_bounded_to_sqlite(tmp_path: Path) -> None:
+    """The fuzzer above draws few examples per route, so it may miss the one huge number that
+    overflows SQLite's 64-bit integers (it once did: POST /incidents/2**65/clips was a 500). Every
+    integer a client can put in a URL must carry a maximum SQLite can hold."""
+    make_hub_data(tmp_path / "hub")
+    app = create_app(HubConfig.model_validate({"data_dir": str(tmp_path / "hub")}))
+    unbounded = []
+    for path, methods in app.openapi()["paths"].items():
+        for method, operation in methods.items():
+            for parameter in operation.get("parameters", []):
+                for schema in _integers(parameter["schema"]):
+                    maximum = schema.get("maximum")
+                    if not isinstance(maximum, int) or maximum > 2**63 - 1:
+                        unbounded.append(f"{method.upper()} {path} {parameter['name']}")
+    assert not unbounded
+    with TestClient(app) as client:
+        token = client.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD}).json()["token"]
+        response = client.get(f"/api/v1/incidents/{2**65}", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 422
+    assert "incident_id" in response.text

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import av
-import cv2
 
 from contract.media import MediaRequest
 from edge_agent.capture.sources import StreamSpec, resolve_sources
@@ -41,7 +40,7 @@ LIVE_OPTIONS = {
     "flush_packets": "1",
 }
 JPEG_MIN_INTERVAL = 0.5
-JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 75]
+JPEG_QUALITY = 75
 STALL_SECONDS = 10.0  # no packet for this long: the camera is gone, the session ends with a reason
 
 
@@ -143,6 +142,11 @@ class JpegSource(LiveSource):
             self._container = open_stream(self.spec, self.open_timeout, self.read_timeout)
         except StreamOpenError as exc:
             raise MediaUnavailable(f"cannot open the camera: {exc}") from None
+        # OpenCV loads only when a phone without MSE asks for JPEG: a record-only box on 1 GB of
+        # RAM never pays its 16 MiB and more of resident memory.
+        import cv2
+
+        jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
         decoder = self._container.streams.video[0].codec_context
         decoder.skip_frame = "NONKEY"
         next_at = 0.0
@@ -153,7 +157,7 @@ class JpegSource(LiveSource):
                 if not packet.is_keyframe or time.monotonic() < next_at:
                     continue
                 for frame in decoder.decode(packet):
-                    ok, data = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"), JPEG_PARAMS)
+                    ok, data = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"), jpeg_params)
                     if ok:
                         next_at = time.monotonic() + JPEG_MIN_INTERVAL
                         yield data.tobytes()

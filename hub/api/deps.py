@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fastapi import Depends, HTTPException, Request, WebSocket, WebSocketException
+from fastapi import Depends, HTTPException, Path, Request, WebSocket, WebSocketException
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
+from contract.messages import INT64_MAX
 from hub.models import ROLES, Camera, Principal, Role
 from hub.security import same_secret
 from hub.services import accounts, alerts, clips, open311
@@ -61,6 +62,9 @@ def get_conn(request: Request) -> Iterator[sqlite3.Connection]:
 
 
 Conn = Annotated[sqlite3.Connection, Depends(get_conn)]
+# Every row id in a path: SQLite integers are 64-bit, so a larger number is simply no such row
+# (422 naming the parameter), never an OverflowError out of sqlite3.
+RowId = Annotated[int, Path(ge=1, le=INT64_MAX)]
 
 
 def client_address(request: Request) -> str:

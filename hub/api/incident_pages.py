@@ -10,7 +10,7 @@ import time
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from hub.api.deps import Conn, page_allow
+from hub.api.deps import Conn, RowId, page_allow
 from hub.api.pages import render
 from hub.models import Principal
 from hub.services import figures, incidents
@@ -56,7 +56,10 @@ def figures_page(
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
 def incident_page(
-    request: Request, incident_id: int, conn: Conn, principal: Principal = page_allow("admin", "grid_worker", "police")
+    request: Request,
+    incident_id: RowId,
+    conn: Conn,
+    principal: Principal = page_allow("admin", "grid_worker", "police"),
 ) -> Response:
     try:
         detail = incidents.get(conn, principal, incident_id)

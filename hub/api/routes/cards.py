@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from common.residents_csv import MAX_FILE_BYTES, ResidentsCsvError
 from hub import access_sync
-from hub.api.deps import Conn, actor, allow
+from hub.api.deps import Conn, RowId, actor, allow
 from hub.models import (
     AccessLog,
     Card,
@@ -107,7 +107,7 @@ def issue(body: CardIssue, request: Request, conn: Conn, principal: Principal = 
 
 @router.post("/{card_id}/replace", response_model=Card, status_code=201)
 def replace(
-    card_id: int,
+    card_id: RowId,
     body: CardReplace,
     request: Request,
     conn: Conn,
@@ -123,7 +123,7 @@ def replace(
 
 @router.post("/{card_id}/state", response_model=Card)
 def set_state(
-    card_id: int,
+    card_id: RowId,
     body: CardStateChange,
     request: Request,
     conn: Conn,

@@ -10,7 +10,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.api.deps import Conn, actor, allow
+from contract.messages import INT64_MAX
+from hub.api.deps import Conn, RowId, actor, allow
 from hub.models import Principal
 from hub.services import audit, figures, incidents
 from hub.services.figures import By, FigureTable
@@ -53,7 +54,7 @@ def list_incidents(
     status: Status | None = Query(None, description="Only this status."),
     grid: str | None = Query(None, max_length=64, description="Only this grid."),
     limit: int = Query(100, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT64_MAX),
     principal: Principal = allow("admin", "grid_worker", "police"),
 ) -> IncidentList:
     """Incidents the caller may see: all (admin), their grids' (grid worker), their sites' (police)."""
@@ -109,7 +110,7 @@ def incident_figures_csv(
 
 @router.get("/{incident_id}", response_model=IncidentDetail)
 def get_incident(
-    incident_id: int, conn: Conn, principal: Principal = allow("admin", "grid_worker", "police")
+    incident_id: RowId, conn: Conn, principal: Principal = allow("admin", "grid_worker", "police")
 ) -> IncidentDetail:
     try:
         return incidents.get(conn, principal, incident_id)
@@ -119,7 +120,7 @@ def get_incident(
 
 @router.post("/{incident_id}/actions/{action}", response_model=Incident)
 def take_step(
-    incident_id: int,
+    incident_id: RowId,
     action: str,
     body: Step,
     request: Request,
@@ -140,7 +141,7 @@ def take_step(
 
 @router.post("/{incident_id}/photos", response_model=PhotoSaved, status_code=201)
 async def upload_photo(
-    incident_id: int, request: Request, conn: Conn, principal: Principal = allow("admin", "grid_worker")
+    incident_id: RowId, request: Request, conn: Conn, principal: Principal = allow("admin", "grid_worker")
 ) -> PhotoSaved:
     """The body is the image itself (image/jpeg or image/png), at most 8 MB."""
     data = bytearray()
@@ -157,7 +158,7 @@ async def upload_photo(
 
 @router.get("/{incident_id}/photos/{name}")
 def get_photo(
-    incident_id: int,
+    incident_id: RowId,
     name: str,
     request: Request,
     conn: Conn,
@@ -172,7 +173,7 @@ def get_photo(
 
 @router.get("/{incident_id}/alerts/{alert_id}/snapshot")
 def evidence_snapshot(
-    incident_id: int,
+    incident_id: RowId,
     alert_id: str,
     request: Request,
     conn: Conn,

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from hub.api import pages
-from hub.api.deps import Conn, actor, page_signed_in, signed_in, visible_camera
+from hub.api.deps import Conn, RowId, actor, page_signed_in, signed_in, visible_camera
 from hub.models import Principal
 from hub.notify import channels
 from hub.notify.models import (
@@ -31,8 +30,6 @@ from hub.notify.models import (
 from hub.notify.settings import NotifySettings
 from hub.services import accounts, alerts
 
-# A row id: SQLite integers are 64-bit, so a larger number is simply no channel (422, not a crash).
-ChannelId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 router = APIRouter(tags=["notifications"])
 API = "/api/v1/notifications"
 _USER = Query(None, max_length=64, description="Admins: the user whose channels are meant (default: yourself).")
@@ -81,13 +78,13 @@ def add_channel(
 
 
 @router.get(f"{API}/channels/{{channel_id}}", response_model=Channel)
-def get_channel(channel_id: ChannelId, conn: Conn, principal: Principal = signed_in()) -> Channel:
+def get_channel(channel_id: RowId, conn: Conn, principal: Principal = signed_in()) -> Channel:
     return _found(channels.get_channel(conn, principal, channel_id), channel_id)
 
 
 @router.patch(f"{API}/channels/{{channel_id}}", response_model=Channel)
 def update_channel(
-    channel_id: ChannelId, body: ChannelUpdate, request: Request, conn: Conn, principal: Principal = signed_in()
+    channel_id: RowId, body: ChannelUpdate, request: Request, conn: Conn, principal: Principal = signed_in()
 ) -> Channel:
     """Rename, pause or resume, or give a new address or secret; what is not given stays."""
     try:
@@ -100,13 +97,13 @@ def update_channel(
 
 
 @router.delete(f"{API}/channels/{{channel_id}}", status_code=204)
-def remove_channel(channel_id: ChannelId, request: Request, conn: Conn, principal: Principal = signed_in()) -> None:
+def remove_channel(channel_id: RowId, request: Request, conn: Conn, principal: Principal = signed_in()) -> None:
     if not channels.remove_channel(conn, actor(request, principal), principal, channel_id):
         raise HTTPException(404, f"no channel {channel_id}")
 
 
 @router.post(f"{API}/channels/{{channel_id}}/test", response_model=SendResult)
-def send_test(channel_id: ChannelId, request: Request, conn: Conn, principal: Principal = signed_in()) -> SendResult:
+def send_test(channel_id: RowId, request: Request, conn: Conn, principal: Principal = signed_in()) -> SendResult:
     """Post a test message now and say whether the robot took it (the outbox is not involved)."""
     result = channels.send_test(conn, actor(request, principal), principal, channel_id, _settings(request))
     if result is None:

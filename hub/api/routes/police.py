@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import Conn, actor, allow, page_allow
+from hub.api.deps import Conn, RowId, actor, allow, page_allow
 from hub.api.pages import render
 from hub.models import Principal
 from hub.services import incident_evidence, police
@@ -32,7 +32,7 @@ class PoliceNote(BaseModel):
 
 @router.post("/api/v1/incidents/{incident_id}/police/{step}", response_model=Incident)
 def police_step(
-    incident_id: int,
+    incident_id: RowId,
     step: str,
     body: PoliceNote,
     request: Request,
@@ -48,7 +48,7 @@ def police_step(
 
 @router.post("/api/v1/incidents/{incident_id}/clips", response_model=Clip, status_code=202)
 def pull_clip(
-    incident_id: int,
+    incident_id: RowId,
     body: ClipWindow,
     request: Request,
     conn: Conn,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.api.deps import Conn, actor, allow
+from hub.api.deps import Conn, RowId, actor, allow
 from hub.models import Principal
 from hub.services import webhooks
 from hub.services.webhooks import DeadLetter
@@ -24,7 +24,7 @@ def dead(conn: Conn, principal: Principal = allow("admin")) -> DeadLetterList:
 
 
 @router.post("/dead/{outbox_id}/replay", status_code=204)
-def replay(outbox_id: int, request: Request, conn: Conn, principal: Principal = allow("admin")) -> None:
+def replay(outbox_id: RowId, request: Request, conn: Conn, principal: Principal = allow("admin")) -> None:
     """Queue it again; the deliverer sends it at once."""
     if not webhooks.replay(conn, actor(request, principal), outbox_id):
         raise HTTPException(404, f"no dead letter {outbox_id}")
