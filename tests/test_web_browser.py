@@ -261,6 +261,44 @@ def test_police_see_the_site_and_admins_run_devices_users_and_audit(page: Page, 
     assert {json.loads(line)["username"] for line in listed.splitlines()} >= {"owner3", "admin"}
 
 
+# The pages each role reaches from the tab bar (what the pages themselves allow).
+PAGES_BY_USER = {
+    "admin": {"/", "/alerts", "/incidents", "/cards", "/clips", "/devices", "/users", "/audit", "/notifications"},
+    "police1": {"/", "/alerts", "/police", "/incidents", "/clips", "/notifications"},
+    "owner1": {"/", "/alerts", "/clips", "/notifications"},
+    "dorm1": {"/", "/alerts", "/cards", "/notifications"},
+    "grid1": {"/", "/alerts", "/incidents", "/notifications"},
+}
+LABEL_FITS = """() => [...document.querySelectorAll('nav.tabs > a, nav.tabs summary')]
+  .filter((e) => e.scrollWidth > e.clientWidth || e.getBoundingClientRect().right > window.innerWidth
+    || e.getBoundingClientRect().height > 60).map((e) => e.textContent.trim())"""
+
+
+def test_every_role_reaches_its_pages_from_a_tab_bar_that_fits_a_phone(page: Page, loop: Loop) -> None:
+    """Nine tabs squeezed into 390 px cut labels off; the bar keeps four and the rest open from "More"."""
+    for user, pages in PAGES_BY_USER.items():
+        sign_in(page, loop, user)
+        for lang in ("en", "zh"):
+            page.goto(f"{loop.url}/?lang={lang}")
+            assert page.evaluate(LABEL_FITS) == [], (user, lang)
+            bar = page.locator("nav.tabs > a").evaluate_all("(els) => els.map((e) => e.getAttribute('href'))")
+            assert len(bar) <= 5
+            sheet: list[str] = []
+            if page.locator("details.tab-more").count():
+                page.click("details.tab-more summary")
+                sheet = page.locator(".sheet a").evaluate_all("(els) => els.map((e) => e.getAttribute('href'))")
+                assert page.locator(".sheet a").last.is_visible()
+            assert set(bar) | set(sheet) == pages, (user, lang)
+            assert len(bar) + len(sheet) == len(pages)
+        if user == "admin":  # a page under "More" opens from it and "More" shows where the user is
+            page.click(".sheet a[href='/audit']")
+            page.wait_for_url(f"{loop.url}/audit")
+            expect(page.locator("details.tab-more summary.on")).to_have_count(1)
+            shot(page, "tab-more-zh")
+        page.click("#sign-out")
+        page.wait_for_url(f"{loop.url}/login")
+
+
 def test_pages_load_nothing_from_elsewhere_and_the_api_reference_works(page: Page, loop: Loop) -> None:
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))

@@ -21,9 +21,11 @@ from hub.api.deps import Conn, page_allow, page_signed_in, public
 from hub.models import Principal
 from hub.services import accounts, alerts, audit
 from hub.web.i18n import LANGS, Lang, translate
+from hub.web.nav import nav_for
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "web" / "templates")
+templates.env.globals["nav_for"] = nav_for
 LANG_COOKIE = "diaolou_lang"
 
 

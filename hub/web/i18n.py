@@ -284,6 +284,8 @@ STRINGS: dict[str, dict[Lang, str]] = {
     "last_days": {"zh": "最近天数", "en": "Last days"},
     "due_count": {"zh": "到期", "en": "Due"},
     "police_console": {"zh": "接警台", "en": "Police console"},
+    "police_tab": {"zh": "接警", "en": "Police"},
+    "more": {"zh": "更多", "en": "More"},
     "police_sound_hint": {"zh": "新警情会响铃，请先开启声音。", "en": "New escalations ring: turn the sound on first."},
     "police_acknowledge": {"zh": "确认接警", "en": "Acknowledge"},
     "police_dispatch": {"zh": "出警", "en": "Dispatch officers"},

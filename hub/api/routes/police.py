@@ -96,4 +96,4 @@ async def police_stream(request: Request, principal: Principal = allow("admin", 
 
 @router.get("/police", response_class=HTMLResponse, include_in_schema=False)
 def police_console(request: Request, conn: Conn, principal: Principal = page_allow("admin", "police")) -> Response:
-    return render(request, "police.html", principal, active="police", items=police.escalated(conn, principal))
+    return render(request, "police.html", principal, active="police_console", items=police.escalated(conn, principal))
