@@ -117,7 +117,12 @@ class CameraHealth(BaseModel):
     fps: float = Field(ge=0)
     dropped_packets: int = Field(ge=0, le=INT64_MAX)
     recording: bool
-    last_segment_end: EpochSeconds | None = None
+    last_segment_end: EpochSeconds | None = Field(None, description="End of the newest recorded segment.")
+    recorded_from: EpochSeconds | None = Field(
+        None,
+        description="Start of the oldest recording the box still keeps of this camera (the ring buffer's "
+        "far end, segments on legal hold included): the hub refuses a clip that ends before it.",
+    )
     last_error: Text | None = Field(None, max_length=500)
 
 

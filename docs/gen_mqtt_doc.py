@@ -332,6 +332,7 @@ def examples() -> list[Example]:
                         fps=15.0,
                         dropped_packets=0,
                         recording=True,
+                        recorded_from=T0 - 7 * 86400 + 240,
                         last_segment_end=T0 - 6,
                     ),
                     CameraHealth(
@@ -340,6 +341,7 @@ def examples() -> list[Example]:
                         fps=0.0,
                         dropped_packets=12,
                         recording=False,
+                        recorded_from=T0 - 7 * 86400 + 600,
                         last_segment_end=T0 - 1800,
                         last_error="RTSP read timed out after 10 s",
                     ),

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contract import Command, ContractError, Event, Reply, decode, device_prefix, topic
+from contract import Command, ContractError, Event, Heartbeat, Reply, decode, device_prefix, topic
 from contract.holds import RELEASE_HOLD_COMMAND
 from contract.media import MEDIA_COMMAND
 from contract.timeline import TIMELINE_COMMAND
@@ -83,9 +83,7 @@ class Agent:
         self.heartbeats = HeartbeatBuilder(config, self.outbox, self._list_version if self.gate else None)
         self.link: MqttLink | None = None
         if config.mqtt.enabled:
-            self.link = MqttLink.for_agent(
-                config, self.outbox, heartbeat=lambda: self.heartbeats.build(self.statuses())
-            )
+            self.link = MqttLink.for_agent(config, self.outbox, heartbeat=self._heartbeat)
         self.writer = OutboxWriter(
             self.outbox, config.site, config.device, wake=self.link.notify if self.link is not None else None
         )
@@ -266,6 +264,11 @@ class Agent:
                 self.write_status()
             except Exception:
                 log.exception("housekeeping failed; retrying")
+
+    def _heartbeat(self) -> Heartbeat:
+        # What the ring buffer still holds per camera goes with it: the hub refuses a clip
+        # of a window the box no longer has instead of sending a command bound to fail.
+        return self.heartbeats.build(self.statuses(), self.index.spans(self.config.cameras))
 
     def statuses(self) -> list[CameraStatus]:
         return [w.status for w in self.workers]

@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 
-from contract import Command, Reply, Status, encode
+from contract import CameraHealth, Command, Heartbeat, Reply, Status, encode
 from contract.topics import device_prefix, topic
 from hub.api.app import create_app
 from hub.commands_out import CommandSender
@@ -29,6 +29,7 @@ from hub.db import HubDB
 from hub.evidence.verify import verify
 from hub.ingest import Ingest
 from hub.models import Principal
+from hub.records import Record
 from hub.services import audit, clips
 from hub.store import connect
 from tests.conftest import wait_for
@@ -272,6 +273,38 @@ def test_uploads_are_checked_and_nothing_half_stored(hub: Hub, mp4: Path) -> Non
     upload_whole(client, box, clip_id, data, manifest)
     assert client.get(url, headers=police).json()["status"] == "ready" and stored.read_bytes() == data
     assert put_piece(client, box, clip_id, data, 0, len(data)) == 409  # ready: nothing more to upload
+
+
+def test_a_window_older_than_the_box_keeps_is_refused_before_any_command(hub: Hub) -> None:
+    """The box's heartbeat says from when it keeps each camera's recordings (its ring buffer's far
+    end): a clip ending before that is refused at once with the date, not sent to fail on the box."""
+    config, client = hub
+    police = sign_in(client, "police1")
+    now = time.time()
+    kept_from = now - 7 * 86400
+    health = CameraHealth(
+        camera="door",
+        state="online",
+        fps=5.0,
+        dropped_packets=0,
+        recording=True,
+        recorded_from=kept_from,
+        last_segment_end=now - 5,
+    )
+    beat = Heartbeat(time=now, uptime_seconds=60, cameras=[health])
+    db = HubDB(config.db_path)
+    db.write([Record("heartbeat", "lanxi", "shop-1", now, message=beat)])
+    db.close()
+    old = {"camera": "lanxi.shop-1.door", "start": kept_from - 900, "end": kept_from - 300, "reason": "case 8"}
+    response = client.post("/api/v1/clips", json=old, headers=police)
+    assert response.status_code == 422, response.text
+    assert "keeps door's recordings from" in response.json()["detail"]
+    assert count(config, "SELECT count(*) FROM clips") == 0 and count(config, "SELECT count(*) FROM commands") == 0
+    # A window reaching into what is kept goes to the box; so does any window of a camera whose box
+    # has not said (an older agent: the box answers for itself).
+    assert ask(client, police, start=kept_from - 60, end=kept_from + 240)
+    assert ask(client, police, camera="lanxi.shop-1.till", start=kept_from - 900, end=kept_from - 300)
+    assert count(config, "SELECT count(*) FROM commands") == 2
 
 
 def test_a_box_that_cannot_build_the_clip_says_why(hub: Hub) -> None:

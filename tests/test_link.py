@@ -528,6 +528,31 @@ def test_a_refused_message_is_retried_on_the_live_connection_once_the_acl_allows
         shutil.rmtree(etc, ignore_errors=True)
 
 
+def test_heartbeats_say_what_the_ring_buffer_still_keeps_per_camera(tmp_path: Path) -> None:
+    """From the real index: the oldest kept segment's start (older ones were aged out) and the
+    newest one's end; a camera with nothing recorded says nothing."""
+    from edge_agent.record.index import SegmentIndex
+    from edge_agent.record.segment import Segment
+
+    T = 1796342400.0  # 2026-12-04
+    index = SegmentIndex(tmp_path)
+    for start in (T + 0, T + 10, T + 20):
+        index.add(Segment("cam1", start, start + 10, f"cam1/{start - T:g}.mp4", 1, "h264", 640, 360, 1))
+    index.add(Segment("cam3", T + 90, T + 94.5, "cam3/90.mp4", 1, "h264", 640, 360, 1))
+    index.flush()
+    index.remove(["cam1/0.mp4"])  # aged out
+    cameras = {c: {"source": f"rtsp://127.0.0.1/{c}"} for c in ("cam1", "cam2")}
+    config = AgentConfig.model_validate(
+        {"site": SITE, "device": DEVICE, "storage": {"root": str(tmp_path)}, "cameras": cameras}
+    )
+    statuses = [CameraStatus(camera=c, source=f"rtsp://127.0.0.1/{c}", state="online") for c in ("cam1", "cam2")]
+    beat = HeartbeatBuilder(config).build(statuses, index.spans(["cam1", "cam2", "cam3"]))
+    kept = {c.camera: (c.recorded_from, c.last_segment_end) for c in beat.cameras}
+    assert kept == {"cam1": (T + 10, T + 30), "cam2": (None, None)}
+    assert index.spans(["cam3"]) == {"cam3": (T + 90, T + 94.5)}
+    index.close()
+
+
 def test_heartbeats_carry_cameras_disk_and_outbox(broker: Broker, tmp_path: Path, subscriber: Subscriber) -> None:
     config = agent_config(broker, tmp_path, cameras={"cam1": {"source": "rtsp://127.0.0.1/cam1"}})
     box = Outbox.at(config.storage.root)
@@ -536,12 +561,12 @@ def test_heartbeats_carry_cameras_disk_and_outbox(broker: Broker, tmp_path: Path
     statuses = [
         CameraStatus(camera="cam1", source="rtsp://127.0.0.1/cam1", state="online", fps=12.5, dropped_packets=3)
     ]
-    beat = builder.build(statuses, last_segment_end={"cam1": 1700000000.0})
+    beat = builder.build(statuses, {"cam1": (1699395200.0, 1700000000.0)})
     assert beat.outbox_depth == 2 and beat.disk_total_bytes and beat.disk_free_bytes is not None
     assert beat.memory_mb and beat.memory_mb > 1 and beat.cpu_percent is not None
     cam = beat.cameras[0]
     assert (cam.camera, cam.state, cam.fps, cam.dropped_packets, cam.recording) == ("cam1", "online", 12.5, 3, True)
-    assert cam.last_segment_end == 1700000000.0
+    assert (cam.recorded_from, cam.last_segment_end) == (1699395200.0, 1700000000.0)
 
     box.ack_many(m.seq for m in box.pending(10))  # only heartbeats on the wire in this test
     link = MqttLink.for_agent(config, box, heartbeat=lambda: builder.build(statuses))

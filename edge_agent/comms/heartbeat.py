@@ -64,7 +64,8 @@ def temperature_c(pattern: str = THERMAL_GLOB) -> float | None:
     return max(readings) if readings else None
 
 
-def camera_health(status: CameraStatus, recording: bool, last_segment_end: float | None = None) -> CameraHealth:
+def camera_health(status: CameraStatus, recording: bool, span: tuple[float, float] | None = None) -> CameraHealth:
+    """`span`: the oldest kept segment's start and the newest one's end (SegmentIndex.spans)."""
     state = status.state if status.state in _STATES else "error"
     return CameraHealth(
         camera=status.camera,
@@ -73,7 +74,8 @@ def camera_health(status: CameraStatus, recording: bool, last_segment_end: float
         dropped_packets=max(0, status.dropped_packets),
         # Recording is healthy only while the camera delivers and recording is enabled for it.
         recording=recording and status.state == "online",
-        last_segment_end=last_segment_end,
+        recorded_from=span[0] if span else None,
+        last_segment_end=span[1] if span else None,
         last_error=status.last_error[:500] if status.last_error else None,
     )
 
@@ -103,15 +105,14 @@ class HeartbeatBuilder:
     def build(
         self,
         statuses: Sequence[CameraStatus] = (),
-        last_segment_end: Mapping[str, float] | None = None,
+        spans: Mapping[str, tuple[float, float]] | None = None,
     ) -> Heartbeat:
         free, total = disk_usage(self.config.storage.root)
         cameras = []
         for status in statuses:
             camera = self.config.cameras.get(status.camera)
             recording = camera.record.enabled if camera is not None else False
-            end = (last_segment_end or {}).get(status.camera)
-            cameras.append(camera_health(status, recording, end))
+            cameras.append(camera_health(status, recording, (spans or {}).get(status.camera)))
         depth = dropped = 0
         if self.outbox is not None:
             try:

@@ -189,6 +189,21 @@ class SegmentIndex:
             row = next(self.db.query("select max(end) as t from segments"), None)
             return float(row["t"]) if row and row["t"] is not None else 0.0
 
+    def spans(self, cameras: Iterable[str]) -> dict[str, tuple[float, float]]:
+        """Per camera, the start of its oldest kept segment and the end of its newest (held ones
+        included): what the box can still cut a clip from. One indexed lookup per end and camera,
+        cheap enough for every heartbeat."""
+        found: dict[str, tuple[float, float]] = {}
+        with self._lock:
+            for camera in cameras:
+                first = next(self.db.query("select min(start) as t from segments where camera = ?", [camera]))["t"]
+                if first is None:
+                    continue
+                last = next(self.db.query("select max(start) as s from segments where camera = ?", [camera]))["s"]
+                end = next(self.db.query("select end from segments where camera = ? and start = ?", [camera, last]))
+                found[camera] = (float(first), float(end["end"]))
+        return found
+
     def cameras(self) -> list[str]:
         with self._lock:
             return [r["camera"] for r in self.db.query("select distinct camera from segments order by camera")]

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from contract import CameraHealth, Heartbeat
 from hub.models import Alert, AlertPage, AlertRef, Camera, Device, Principal, camera_id, split_camera_id
 
 PAGE_MAX = 100
@@ -67,6 +68,19 @@ def get_camera(conn: sqlite3.Connection, principal: Principal, cid: str) -> Came
     if row is None or name not in (json.loads(row["cameras"]) if row["cameras"] else []):
         return None
     return _camera(conn, site, device, name, row["state"], _camera_health(row["last_heartbeat"]).get(name))
+
+
+def reported_health(conn: sqlite3.Connection, site: str, device: str, name: str) -> CameraHealth | None:
+    """The camera's part of its box's last heartbeat, or None (no heartbeat yet, or one from a
+    version that did not say it)."""
+    row = conn.execute("SELECT last_heartbeat FROM devices WHERE site = ? AND device = ?", (site, device)).fetchone()
+    if row is None or not row["last_heartbeat"]:
+        return None
+    try:
+        beat = Heartbeat.model_validate_json(row["last_heartbeat"])
+    except ValueError:  # stored by an older hub in another shape: as if unknown
+        return None
+    return next((c for c in beat.cameras if c.camera == name), None)
 
 
 def _camera_health(heartbeat: str | None) -> dict[str, str]:

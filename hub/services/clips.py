@@ -193,7 +193,8 @@ def request(
     conn: sqlite3.Connection, principal: Principal, actor: Actor, body: ClipRequest, now: float | None = None
 ) -> Clip:
     """Store the request and its command for the box. Refused: a camera the caller may not see
-    (404), end not after start, a window over MAX_WINDOW_SECONDS or in the future (422)."""
+    (404), end not after start, a window over MAX_WINDOW_SECONDS, in the future, or older than the
+    box's last heartbeat says it keeps (422)."""
     now = time.time() if now is None else now
     if alerts.get_camera(conn, principal, body.camera) is None:
         raise ClipRefused(404, f"no camera {body.camera!r}")
@@ -209,6 +210,10 @@ def request(
     split = split_camera_id(body.camera)
     assert split is not None  # get_camera found it
     site, device, camera = split
+    health = alerts.reported_health(conn, site, device, camera)
+    if health is not None and health.recorded_from is not None and end <= health.recorded_from:
+        kept = package.iso(health.recorded_from)
+        raise ClipRefused(422, f"the box keeps {camera}'s recordings from {kept} on: the window ends before that")
     clip_id = new_id(now)
     command = Command(
         id=clip_id,
