@@ -12,57 +12,21 @@ checked separately (edge_agent/config/runtime.py), by `run` and `config check`.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from contract.broker import check_broker_url
 from edge_agent.capture.kinds import classify, mask_secrets
-
-# Camera names become directory names and (later) MQTT topic levels: keep them to a safe alphabet.
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-
-
-# C0 controls (tab and newline included), DEL and C1 controls.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from edge_agent.config.base import Name, Strict
+from edge_agent.config.doors import DoorConfig
 
 # Validation context key: the config is a whole agent config (a file `run` will use), not a fragment
 # built by a test or a provisioning snippet. Only a whole config must have a camera or a door.
 WHOLE = "whole"
-
-
-def _control_character(value: Any) -> str | None:
-    """The first control character in a raw string (or list of strings), as U+XXXX at its position.
-    Mappings are left to their own models, which check their own fields with their key paths."""
-    if isinstance(value, str):
-        found = _CONTROL.search(value)
-        return None if found is None else f"U+{ord(found.group()):04X} at character {found.start() + 1}"
-    if isinstance(value, list):
-        for item in value:
-            if (where := _control_character(item)) is not None:
-                return where
-    return None
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Before type checks, so "site: a\tb" says "control character", not "should match pattern".
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_control_characters(cls, value: Any) -> Any:
-        where = _control_character(value)
-        if where is not None:
-            raise ValueError(
-                f"contains a control character ({where}); remove it (often a tab, a newline or an escape "
-                'such as "\\t" inside double quotes)'
-            )
-        return value
 
 
 class ReconnectConfig(Strict):
@@ -390,58 +354,6 @@ class Defaults(Strict):
     record: RecordConfig = Field(default_factory=RecordConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
-
-
-class ReaderConfig(Strict):
-    """The card reader at a door."""
-
-    kind: Literal["simulator", "serial"] = Field(
-        "simulator",
-        description="Reader driver. simulator: frames pushed by software (tests, a box set up before its readers "
-        "are wired); serial: a reader printing card numbers as lines (9600 baud, `device` the port, pyserial); "
-        "Wiegand on GPIO, keyboard-wedge (evdev) and OSDP readers come later.",
-    )
-    device: str | None = Field(
-        None,
-        max_length=200,
-        description="The reader's device (e.g. /dev/ttyS1 for serial); the simulator has none.",
-    )
-
-
-class RelayConfig(Strict):
-    """The lock relay (wired in a later release: today decisions are only taken and shown)."""
-
-    pulse_seconds: float = Field(3.0, ge=0.2, le=60, description="How long the lock stays released after a grant.")
-    active_low: bool = Field(False, description="The relay closes on a low output (many relay boards do).")
-
-
-class ContactConfig(Strict):
-    """The door contact (read in a later release)."""
-
-    enabled: bool = Field(False, description="A door-position contact is wired.")
-    held_open_seconds: float = Field(
-        30.0, ge=5, le=3600, description="A door open longer than this after a grant raises an alarm."
-    )
-
-
-class DoorConfig(Strict):
-    """One gate door: the building it leads into and its card reader."""
-
-    building: Name = Field(
-        description="Building the door leads into (lower-case letters, digits, - and _); residents of this "
-        "building may always pass, as the allow-list's `building` column says."
-    )
-    description: str = Field("", max_length=200, description="Where the door is, for people (e.g. east entrance).")
-    direction: Literal["in", "out"] = Field(
-        "in", description="in: the reader is outside (entering); out: the reader is inside (leaving)."
-    )
-    area: Name | None = Field(None, description="Anti-passback area this door enters or leaves; default: the building.")
-    anti_passback: bool = Field(
-        False, description="Refuse a second entry into the area until the holder has left through an out door."
-    )
-    reader: ReaderConfig = Field(default_factory=ReaderConfig)
-    relay: RelayConfig = Field(default_factory=RelayConfig)
-    contact: ContactConfig = Field(default_factory=ContactConfig)
 
 
 class AgentConfig(Strict):

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from common.configtext import field_lines
-from edge_agent.config.schema import AgentConfig, CameraConfig, DoorConfig
+from edge_agent.config.doors import DoorConfig
+from edge_agent.config.schema import AgentConfig, CameraConfig
 
 
 def parse_camera_arg(arg: str) -> tuple[str, str]:
