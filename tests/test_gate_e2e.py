@@ -6,6 +6,7 @@ refused and reported to the hub, visitor pass expiry and use count, anti-passbac
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,6 +36,9 @@ from tests.conftest import HUB_SUBSCRIBED, free_port, log_count, wait_for
 from tests.support.brokers import Broker
 from tests.test_end_to_end import hub_cmd
 
+# A revocation must reach the gate within 2 s: timed in real time.
+pytestmark = pytest.mark.exclusive
+
 SITE, DEVICE = "dorms", "b07-gate"
 NOW = time.time()
 
@@ -63,9 +67,6 @@ class Site:
 
     def hub(self) -> sqlite3.Connection:
         return connect(self.hub_db)
-
-
-import sqlite3  # noqa: E402
 
 
 def issue(conn: sqlite3.Connection, n: int, building: str = "b07", **extra: object) -> int:

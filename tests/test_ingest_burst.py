@@ -25,6 +25,9 @@ from tests.conftest import wait_for
 from tests.support.brokers import Broker
 from tests.test_hub import WAIT, Publisher, event, hub_config
 
+# A burst is timed in real time.
+pytestmark = pytest.mark.exclusive
+
 
 class GatedDB(HubDB):
     """A HubDB whose writes wait at a gate while it is closed: the writer falls behind at will."""

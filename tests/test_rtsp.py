@@ -208,6 +208,7 @@ def test_a_slow_consumer_is_not_mistaken_for_a_silent_camera(
     assert received == 20
 
 
+@pytest.mark.exclusive  # frame arrival gaps are timed in real time
 def test_a_caught_up_recorder_reads_the_camera_in_bursts_and_loses_nothing(
     long_h264_file: Path, rtsp_server: Callable[..., RtspServer]
 ) -> None:

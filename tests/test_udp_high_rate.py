@@ -24,6 +24,9 @@ from edge_agent.config import parse_config
 from edge_agent.record.index import SegmentIndex
 from tests.conftest import RtspServer, wait_for
 
+# An 8 Mbit/s camera over UDP must lose no frame: the reader needs a core, not a share of one.
+pytestmark = pytest.mark.exclusive
+
 WIDTH, HEIGHT, FPS = 3840, 2160, 25
 BIT_RATE = 8_000_000
 STOCK_RMEM_MAX = 212992  # net.core.rmem_max of a stock Linux kernel

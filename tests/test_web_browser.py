@@ -27,6 +27,9 @@ from edge_agent.events.ids import new_event_id
 from models.registry import install_model
 from tests.conftest import REPO, SHARED, agent_cmd, free_port, wait_for
 
+# An alert must show in the open feed within 2 s of its storage: timed in real time.
+pytestmark = pytest.mark.exclusive
+
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 PASSWORD = "village watchtower 1"
 WAIT = 60.0
