@@ -55,6 +55,11 @@ WHERE c.replied IS NULL AND d.state = 'online'
 ORDER BY c.created, c.id
 """
 
+# A command past its `expires` is never sent and nothing waits for its reply any more (the viewer
+# of that live view has given up): drop it, or every box offline during a live view would keep
+# rows that each poll reads again.
+_EXPIRED = "DELETE FROM commands WHERE replied IS NULL AND json_extract(payload, '$.expires') <= ?"
+
 
 class CommandSender:
     def __init__(self, db_path: Path, publish: Publish, poll_seconds: float = POLL_SECONDS) -> None:
@@ -89,7 +94,8 @@ class CommandSender:
             conn.close()
 
     def run_once(self, conn: sqlite3.Connection) -> int:
-        """Settle replied commands, then publish the due ones; returns how many were published."""
+        """Settle replied commands, drop expired ones, then publish the due ones; returns how many
+        were published."""
         for row in conn.execute(_REPLIED).fetchall():
             with transaction(conn):
                 conn.execute(
@@ -99,8 +105,11 @@ class CommandSender:
                     clips.box_refused(conn, row["id"], row["error"] or "the box refused the clip command")
                 elif row["name"] == RELEASE_HOLD_COMMAND:
                     holds.box_answered(conn, row["id"], bool(row["ok"]), row["result"], row["error"])
+        now = time.time()
+        with transaction(conn):
+            conn.execute(_EXPIRED, (now,))
         sent = 0
-        for row in conn.execute(_DUE, (time.time(),)).fetchall():
+        for row in conn.execute(_DUE, (now,)).fetchall():
             name = topic(row["site"], row["device"], "cmd", row["name"])
             if not self.publish(name, row["payload"].encode("utf-8"), QOS["cmd"]):
                 break  # not connected: the next poll tries again

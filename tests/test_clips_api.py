@@ -344,6 +344,27 @@ def test_the_cli_issues_box_tokens_lists_clips_and_writes_packages(hub: Hub, mp4
     assert missing.returncode == 1 and "no clip" in missing.stderr
 
 
+def test_an_expired_command_is_dropped_and_never_sent(hub: Hub) -> None:
+    """A live view's media command lives seconds: one that expired while its box was offline is
+    gone when the box comes back (the viewer left long ago), a clip command is still sent."""
+    config, client = hub
+    now = time.time()
+    clip_id = ask(client, sign_in(client, "police1"))
+    stale = Command(id="01JA2B3C4D5E6F7G8H9J0KMEDI", time=now - 30, expires=now - 20, args={"camera": "door"})
+    conn = connect(config.db_path)
+    conn.execute(
+        "INSERT INTO commands (id, site, device, name, payload, created) VALUES (?, 'lanxi', 'shop-1', 'media', ?, ?)",
+        (stale.id, stale.model_dump_json(), now - 30),
+    )
+    conn.commit()
+    published: list[str] = []
+    sender = CommandSender(config.db_path, lambda name, payload, qos: published.append(name) or True)
+    assert sender.run_once(conn) == 1
+    assert published == ["diaolou/v1/lanxi/shop-1/cmd/clip"]
+    assert [r[0] for r in conn.execute("SELECT id FROM commands")] == [clip_id]
+    conn.close()
+
+
 def test_the_clip_command_waits_for_the_box_and_is_sent_on_each_reconnect_until_it_replies(
     mosquitto: Broker, tmp_path: Path
 ) -> None:
