@@ -20,6 +20,7 @@ import uvicorn
 from hub.access_sync import ListSender
 from hub.api.app import create_app
 from hub.broker import BrokerStartError, EmbeddedBroker
+from hub.checkpoint import checkpoints_for
 from hub.commands_out import CommandSender
 from hub.config import HubConfig
 from hub.db import HubDB
@@ -28,6 +29,7 @@ from hub.migrations import SchemaTooNew
 from hub.notify.notifier import Notifier, NotifySettings
 from hub.services.triage import Triage
 from hub.services.webhooks import Deliverer
+from hub.services.worker import PollingWorker
 
 log = logging.getLogger("diaolou.hub")
 WEB_START_TIMEOUT = 30.0
@@ -55,6 +57,7 @@ class HubServer:
         self.webhooks: Deliverer | None = None
         self.commands: CommandSender | None = None
         self.lists: ListSender | None = None
+        self.checkpoints: PollingWorker | None = None
         self._web: _Web | None = None
 
     def start(self) -> None:
@@ -76,6 +79,8 @@ class HubServer:
                     self.broker.start()
                 except BrokerStartError as exc:
                     raise HubStartError(str(exc)) from None
+            self.checkpoints = checkpoints_for(self.db)
+            self.checkpoints.start()
             self.ingest = Ingest(config, self.db)
             self.ingest.start()
             self.notifier = Notifier(config.db_path, NotifySettings.of(config.web))
@@ -164,6 +169,9 @@ class HubServer:
         if self.ingest is not None:
             self.ingest.stop()  # commits and acknowledges what arrived; the session stays at the broker
             self.ingest = None
+        if self.checkpoints is not None:
+            self.checkpoints.stop()
+            self.checkpoints = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
