@@ -157,7 +157,7 @@ class SnapshotRef(BaseModel):
     crop: Text | None = Field(None, max_length=300)
 
 
-# access: a gate's decision; door_alarm: forced or held open, repeated denials;
+# access: a gate's decision; door_alarm: forced or held open, repeated denials, tailgating (detail.alarm);
 # access_list_rejected: a list from the hub that failed its signature or version checks.
 EventKind = Literal[
     "person", "camera_offline", "camera_back", "disk_full", "test", "access", "door_alarm", "access_list_rejected"

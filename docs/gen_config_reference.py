@@ -208,6 +208,15 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _optional_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of a section that may be left out (`Model | None`): a row of its own, then its keys."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _model_of(args[0])
+    return None
+
+
 def _dict_value_model(annotation: Any) -> tuple[Any, type[BaseModel]] | None:
     if typing.get_origin(annotation) is dict:
         key, value = typing.get_args(annotation)
@@ -225,6 +234,10 @@ def _sections(model: type[BaseModel], path: str) -> Iterator[Section]:
         nested = _model_of(info.annotation)
         if nested is not None:
             yield from _sections(nested, child)
+            continue
+        optional = _optional_model(info.annotation)
+        if optional is not None:
+            yield from _sections(optional, child)
             continue
         mapping = _dict_value_model(info.annotation)
         if mapping is not None:
@@ -245,6 +258,8 @@ def _type_name(annotation: Any) -> str:
         return f"{inner}, optional" if len(args) < len(typing.get_args(annotation)) else inner
     if origin is typing.Literal:
         return " or ".join(f"`{v}`" for v in typing.get_args(annotation))
+    if origin is list:  # points and polygons: "list of list of number", not pydantic's internals
+        return f"list of {_type_name(typing.get_args(annotation)[0])}"
     if origin is dict:
         key, value = typing.get_args(annotation)
         value_name = "section" if _model_of(value) else _type_name(value)
@@ -338,6 +353,8 @@ def _section_markdown(section: Section) -> list[str]:
             continue  # a nested section of its own
         if _dict_value_model(info.annotation) is not None:
             description = (info.description or "") + f" Each entry: see `{key}.<{_singular(name)}>`."
+        elif _optional_model(info.annotation) is not None:
+            description = (info.description or "") + f" Keys: see `{key}`."
         else:
             description = info.description or ""
         rows.append(

@@ -274,6 +274,7 @@ T0 = 1742053625.412  # 2025-03-15 23:47:05.412 +08:00: a person at the shop door
 PERSON = ulid(int(T0 * 1000), 0x3A41C9E07D5B22F1086E)
 OFFLINE = ulid(int((T0 + 3600) * 1000), 0x0F22D7A9913B4C6E5D08)
 TEST = ulid(int((T0 - 86400) * 1000), 0x51B0E4A27C39D8F6A210)
+TAILGATE = ulid(int((T0 + 7200) * 1000), 0x6C1D93B0A4E25F7182C4)
 DAY = "2025-03-15"  # snapshots/<camera>/<UTC day>/<event id>.jpg, as the agent writes them
 
 
@@ -418,6 +419,30 @@ def examples() -> list[Example]:
             ),
             "event",
             note="From `diaolou-agent test-alarm`: it travels the real outbox and link, and alerts no one.",
+        ),
+        Example(
+            "Event: tailgating at a gate door",
+            Event(
+                id=TAILGATE,
+                kind="door_alarm",
+                phase="instant",
+                camera="gatecam",
+                time=T0 + 7200,
+                detail={
+                    "door": "b07-east",
+                    "building": "b07",
+                    "alarm": "tailgating",
+                    "why": "2 persons crossed the door line for 1 grants",
+                    "grants": 1,
+                    "persons": 2,
+                },
+                snapshot=SnapshotRef(path=f"snapshots/gatecam/{DAY}/{TAILGATE}.jpg"),
+            ),
+            "event",
+            note="A gate's alarms are `door_alarm` events, told apart by `detail.alarm`: `forced_open`, `held_open`, "
+            "`repeated_denials`, `tailgating` (more persons crossed the door line than were granted while the door "
+            "was open: `grants`, `persons`). At a door with a camera every `access` and `door_alarm` event names "
+            "the `camera` and its picture follows on .../snapshot/<event id> (docs/gates.md).",
         ),
         Example(
             "Command: pull a clip",

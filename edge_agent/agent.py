@@ -114,7 +114,7 @@ class Agent:
         self.ledgers: dict[str, ActivityLedger] = {}  # per camera: fills the segments' motion columns
         self.doors: GateDoors | None = None
         if self.gate is not None:
-            self.doors = GateDoors(config, self.gate.engine, self.writer.event)
+            self.doors = GateDoors(config, self.gate.engine, self.writer.event, self.writer.snapshot)
         if self.gate is not None and config.hub.list_key is not None and self.link is not None:
             # Its own connection: lists are written from the MQTT thread while doors decide.
             self.lists = ListReceiver(
@@ -233,8 +233,9 @@ class Agent:
             return
         analyzer = CameraAnalyzer(name, camera.detect, detector, self.config.timezone)
         ledger = self.ledgers[name] = ActivityLedger()
+        watchers = self.doors.watchers(name) if self.doors is not None else []
         worker = AnalysisWorker(
-            name, camera, spec, analyzer, self.clock, self.events, self.root, ledger, self.stop_event
+            name, camera, spec, analyzer, self.clock, self.events, self.root, ledger, self.stop_event, watchers
         )
         self.analysis[name] = worker
         worker.start()

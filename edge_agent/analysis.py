@@ -11,8 +11,10 @@ import bisect
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import av
 
@@ -27,6 +29,7 @@ from edge_agent.events.person import EventChange
 from edge_agent.events.snapshots import write_snapshot
 from edge_agent.events.store import EventStore, LocalEvent
 from edge_agent.pipeline import CameraAnalyzer
+from edge_agent.track.tracker import Track
 
 log = logging.getLogger(__name__)
 LEDGER_SECONDS = 3600.0
@@ -35,6 +38,15 @@ LEDGER_SECONDS = 3600.0
 # after which every frame is analysed again.
 IDLE_STRIDE = 3
 IDLE_AFTER_FRAMES = 10
+
+
+class FrameWatcher(Protocol):
+    """Something else that uses this camera's frames and tracks (a door it watches: gate/doorcam.py).
+    Both calls come from the analysis thread and must return at once."""
+
+    def frame(self, frame: AnalysisFrame, t: float) -> None: ...
+
+    def tracks(self, t: float, tracks: Iterable[Track], width: int, height: int) -> None: ...
 
 
 @dataclass
@@ -99,6 +111,7 @@ class AnalysisWorker(threading.Thread):
         root: Path,
         ledger: ActivityLedger,
         stop: threading.Event,
+        watchers: Sequence[FrameWatcher] = (),
     ) -> None:
         super().__init__(name=f"analysis-{camera}", daemon=True)
         self.camera = camera
@@ -110,6 +123,7 @@ class AnalysisWorker(threading.Thread):
         self.root = root
         self.ledger = ledger
         self.stop_event = stop
+        self.watchers = watchers
         self.status = AnalysisStatus()
         self._seen = 0  # frames handed to analysis
         self._quiet = 0  # analysed frames in a row without motion
@@ -133,11 +147,7 @@ class AnalysisWorker(threading.Thread):
                     if self.status.state != "online":
                         self.status.state, self.status.last_error = "online", None
                     backoff.reset()
-                    self._seen += 1
-                    idle = self._quiet >= IDLE_AFTER_FRAMES and not self.analyzer.tracker.tracks
-                    if idle and self._seen % IDLE_STRIDE:
-                        continue
-                    self._process(frame, self.clock.now())
+                    self.handle(frame, self.clock.now())
                 else:
                     raise StreamOpenError(f"{self.spec.display}: detection stream ended")
             except (StreamOpenError, StreamEnded, av.FFmpegError, OSError) as exc:
@@ -151,6 +161,16 @@ class AnalysisWorker(threading.Thread):
             self._save(change)
         self.status.state = "stopped"
 
+    def handle(self, frame: AnalysisFrame, now: float) -> None:
+        """One decoded frame, received at `now`: analysed unless the scene is idle and it is skipped."""
+        self._seen += 1
+        for watcher in self.watchers:  # skipped frames too: a door's picture is the newest frame
+            watcher.frame(frame, now)
+        idle = self._quiet >= IDLE_AFTER_FRAMES and not self.analyzer.tracker.tracks
+        if idle and self._seen % IDLE_STRIDE:
+            return
+        self._process(frame, now)
+
     def _process(self, frame: AnalysisFrame, t: float) -> None:
         result = self.analyzer.process(frame, t)
         self._quiet = 0 if result.motion.boxes else self._quiet + 1
@@ -158,6 +178,8 @@ class AnalysisWorker(threading.Thread):
         self.status.detector_runs = self.analyzer.detector_runs
         persons = sum(1 for tr in self.analyzer.tracker.tracks if tr.confirmed and tr.last_seen == t)
         self.ledger.add(t, result.motion.motion, persons)
+        for watcher in self.watchers:
+            watcher.tracks(t, self.analyzer.tracker.tracks, frame.width, frame.height)
         for change in result.changes:
             self._save(change)
 

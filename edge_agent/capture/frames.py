@@ -53,6 +53,14 @@ class AnalysisFrame:
             self._image = self._to_bgr.reformat(self._frame, self.width, self.height, "bgr24").to_ndarray()
         return self._image
 
+    def image_from_another_thread(self) -> np.ndarray:
+        """BGR like `image`, for a thread other than the analysis (a door's snapshot): converted with
+        the frame's own scaler, never the analysis's shared one, which is not safe to share."""
+        image = self._image
+        if image is not None:
+            return image
+        return self._frame.to_ndarray(width=self.width, height=self.height, format="bgr24")  # type: ignore[no-any-return]
+
 
 def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
     if width <= target_width:

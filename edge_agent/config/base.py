@@ -12,6 +12,8 @@ from contract.topics import NAME_PATTERN
 
 # Camera names become directory names and MQTT topic levels: the wire's alphabet, defined once.
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+# A point in normalised frame coordinates [x, y], 0 <= x, y <= 1 (zones, masks, door lines).
+Point = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=2)]
 
 
 # C0 controls (tab and newline included), DEL and C1 controls.

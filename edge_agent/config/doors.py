@@ -1,14 +1,21 @@
 """Gate doors in the agent's configuration: the building a door leads into, its card reader,
-lock relay and door contact. Kept apart from schema.py so that each reader or door-I/O backend
-is a few fields here, not another screen in a module every camera setting also lives in."""
+lock relay and door contact, and the camera that sees it (who swiped, tailgating). Kept apart
+from schema.py so that each reader or door-I/O backend is a few fields here, not another screen
+in a module every camera setting also lives in."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from edge_agent.config.base import Name, Strict
+from edge_agent.config.base import Name, Point, Strict
+
+# The door line's two points must be this far apart, and the inside point this far off the line
+# (normalised units): closer, a box's jitter of a few pixels would flip sides.
+MIN_LINE_LENGTH = 0.05
+MIN_INSIDE_DISTANCE = 0.02
 
 
 class ReaderConfig(Strict):
@@ -43,6 +50,33 @@ class ContactConfig(Strict):
     )
 
 
+class TailgatingConfig(Strict):
+    """Tailgating at a door with a camera: persons crossing a line across the doorway, counted per grant."""
+
+    enabled: bool = Field(True, description="Count crossings and raise tailgating alarms (false keeps the line, off).")
+    line: list[Point] = Field(
+        min_length=2,
+        max_length=2,
+        description="The door line: two points [[x, y], [x, y]] in the camera's picture, normalised (0-1 from "
+        "the top left), drawn on the floor across the threshold. A person counts when their feet cross it.",
+    )
+    inside: Point = Field(
+        description="Any point [x, y] on the inside of the line (where a person stands once through the door): "
+        "crossings toward it count, crossings away from it (people leaving) do not."
+    )
+
+    @model_validator(mode="after")
+    def _a_real_line(self) -> TailgatingConfig:
+        (ax, ay), (bx, by) = self.line
+        length = ((bx - ax) ** 2 + (by - ay) ** 2) ** 0.5
+        if length < MIN_LINE_LENGTH:
+            raise ValueError(f"the door line's two points are {length:.3f} apart: draw it across the whole doorway")
+        px, py = self.inside
+        if abs((bx - ax) * (py - ay) - (by - ay) * (px - ax)) / length < MIN_INSIDE_DISTANCE:
+            raise ValueError("`inside` lies on the door line: give a point clearly on the inside of the door")
+        return self
+
+
 class DoorConfig(Strict):
     """One gate door: the building it leads into and its card reader."""
 
@@ -61,3 +95,33 @@ class DoorConfig(Strict):
     reader: ReaderConfig = Field(default_factory=ReaderConfig)
     relay: RelayConfig = Field(default_factory=RelayConfig)
     contact: ContactConfig = Field(default_factory=ContactConfig)
+    camera: Name | None = Field(
+        None,
+        description="A camera of this box (under `cameras`, detection enabled) that sees the door: every "
+        "decision and alarm carries its picture at that moment, and playback links to it.",
+    )
+    tailgating: TailgatingConfig | None = Field(
+        None, description="Count persons crossing the door line per grant (needs `camera`); none: not counted."
+    )
+
+    @model_validator(mode="after")
+    def _tailgating_needs_camera(self) -> DoorConfig:
+        if self.tailgating is not None and self.camera is None:
+            raise ValueError("`tailgating` needs `camera`: the camera that sees the door line")
+        return self
+
+
+def check_door_cameras(doors: Mapping[str, DoorConfig], detecting: Mapping[str, bool]) -> None:
+    """Each door's camera is one of the box's cameras (`detecting`: camera -> detection enabled) and
+    decodes frames: the snapshots and the tailgating count use the frames its detection decodes."""
+    for name, door in doors.items():
+        if door.camera is None:
+            continue
+        if door.camera not in detecting:
+            known = ", ".join(sorted(detecting)) or "none"
+            raise ValueError(f"door {name}: camera {door.camera!r} is not one of this box's cameras ({known})")
+        if not detecting[door.camera]:
+            raise ValueError(
+                f"door {name}: camera {door.camera} has detect.enabled: false; a door camera needs detection "
+                "on (its snapshots and tailgating count come from the frames detection decodes)"
+            )

@@ -21,8 +21,8 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 
 from contract.broker import check_broker_url
 from edge_agent.capture.kinds import classify, mask_secrets
-from edge_agent.config.base import Name, Strict
-from edge_agent.config.doors import DoorConfig
+from edge_agent.config.base import Name, Point, Strict
+from edge_agent.config.doors import DoorConfig, check_door_cameras
 
 # Validation context key: the config is a whole agent config (a file `run` will use), not a fragment
 # built by a test or a provisioning snippet. Only a whole config must have a camera or a door.
@@ -72,7 +72,6 @@ class RecordConfig(Strict):
 
 
 # A polygon in normalised frame coordinates: [[x, y], ...] with 0 <= x, y <= 1, at least 3 points.
-Point = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=2)]
 Polygon = Annotated[list[Point], Field(min_length=3, max_length=64)]
 
 ARMED_PATTERN = r"^(always|([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00))$"
@@ -393,6 +392,11 @@ class AgentConfig(Strict):
                 "e.g. `b07-east: {building: b07}`"
             )
         return value
+
+    @model_validator(mode="after")
+    def _door_cameras(self) -> AgentConfig:
+        check_door_cameras(self.doors, {name: cam.detect.enabled for name, cam in self.cameras.items()})
+        return self
 
     @field_validator("timezone")
     @classmethod

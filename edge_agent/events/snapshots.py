@@ -13,6 +13,7 @@ from edge_agent.events.person import PersonEvent
 from edge_agent.events.snapshot_layout import snapshot_dir
 
 JPEG_QUALITY = 85
+SMALLER_QUALITIES = (70, 55, 40)  # tried in turn when a snapshot must fit a size
 
 
 @dataclass(frozen=True)
@@ -46,16 +47,25 @@ def write_snapshot(root: Path, event: PersonEvent) -> SnapshotFiles | None:
         max(1, thickness // 2),
     )
     files = SnapshotFiles(full=str(rel_dir / f"{event.id}.jpg"), crop=str(rel_dir / f"{event.id}-crop.jpg"))
-    _write_jpeg(root / files.full, frame)
+    write_jpeg(root / files.full, frame)
     if crop.size:
-        _write_jpeg(root / files.crop, crop)
+        write_jpeg(root / files.crop, crop)
     return files
 
 
-def _write_jpeg(path: Path, image: np.ndarray) -> None:
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise ValueError(f"could not encode {path.name}")
+def write_jpeg(path: Path, image: np.ndarray, max_bytes: int | None = None) -> bytes:
+    """Write `image` as a JPEG (atomically) and return its bytes. With `max_bytes` the quality steps
+    down until it fits: a snapshot over the wire's limit would be refused at the hub."""
+    for quality in (JPEG_QUALITY, *SMALLER_QUALITIES):
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise ValueError(f"could not encode {path.name}")
+        data = encoded.tobytes()
+        if max_bytes is None or len(data) <= max_bytes:
+            break
+    else:
+        raise ValueError(f"{path.name}: {len(data)} bytes even at quality {SMALLER_QUALITIES[-1]}")
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data.tobytes())
+    tmp.write_bytes(data)
     os.replace(tmp, path)
+    return data

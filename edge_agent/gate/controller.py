@@ -9,7 +9,12 @@ while the link is down. Alarms:
   relay's pulse);
 - `held_open`: the door stays open past `held_open_seconds` (checked by `tick`);
 - `repeated_denials`: `DENIALS_FOR_ALARM` refusals at the door within `DENIAL_WINDOW_S` (someone
-  trying cards), once per window.
+  trying cards), once per window;
+- `tailgating` (a door with a camera and a door line): more persons crossed in than were granted
+  during the door's open time (gate/doorline.py), found by the camera, raised by `tick`.
+
+At a door with a camera every event names the camera and carries the picture of its moment
+(gate/doorcam.py): the controller takes only a reference to a decoded frame, after the relay.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from contract import Event
 from edge_agent.events.ids import new_event_id
 from edge_agent.gate.credential import CardReadError, Credential
 from edge_agent.gate.door import DoorIO
 from edge_agent.gate.engine import Decision, Engine
+
+if TYPE_CHECKING:
+    from edge_agent.gate.doorcam import DoorCamera, Grab
 
 DENIALS_FOR_ALARM = 5
 DENIAL_WINDOW_S = 60.0
@@ -40,11 +48,19 @@ class DoorRules:
 
 
 class DoorController:
-    def __init__(self, rules: DoorRules, engine: Engine, io: DoorIO, emit: Callable[[Event], object]) -> None:
+    def __init__(
+        self,
+        rules: DoorRules,
+        engine: Engine,
+        io: DoorIO,
+        emit: Callable[[Event], object],
+        camera: DoorCamera | None = None,
+    ) -> None:
         self.rules = rules
         self.engine = engine
         self.io = io
         self.emit = emit
+        self.camera = camera
         self._lock = threading.Lock()
         self._released_until = 0.0
         self._opened_at: float | None = None
@@ -59,6 +75,8 @@ class DoorController:
                 self.engine.admit(self.rules.name, decision, at)
                 self.io.release(self.rules.pulse_seconds)
                 self._released_until = at + self.rules.pulse_seconds
+                if self.camera is not None:
+                    self.camera.granted(at, self._released_until + self.rules.held_open_seconds)
             holder = decision.holder
             self._event(
                 "access",
@@ -101,6 +119,18 @@ class DoorController:
                 self._held_alarmed = True
                 why = f"open for more than {self.rules.held_open_seconds:.0f} s"
                 self._event("door_alarm", now, alarm="held_open", why=why)
+            for found in self.camera.findings() if self.camera is not None else []:
+                tail = found.tailgating
+                why = f"{tail.persons} persons crossed the door line for {tail.grants} grants"
+                self._event(
+                    "door_alarm",
+                    tail.at,
+                    found.grab,
+                    alarm="tailgating",
+                    why=why,
+                    grants=tail.grants,
+                    persons=tail.persons,
+                )
 
     def _denied(self, at: float) -> None:
         self._denials.append(at)
@@ -111,6 +141,17 @@ class DoorController:
             why = f"{len(self._denials)} refusals within {DENIAL_WINDOW_S:.0f} s"
             self._event("door_alarm", at, alarm="repeated_denials", why=why)
 
-    def _event(self, kind: Literal["access", "door_alarm"], at: float, **detail: Any) -> None:
+    def _event(self, kind: Literal["access", "door_alarm"], at: float, grab: Grab | None = None, **detail: Any) -> None:
+        """Emit the event; at a door with a camera, with the picture `grab` (default: the newest)."""
         detail = {"door": self.rules.name, "building": self.rules.building, **detail}
-        self.emit(Event(id=new_event_id(at), kind=kind, phase="instant", time=at, detail=detail))
+        event_id, camera = new_event_id(at), self.camera
+        if camera is None:
+            self.emit(Event(id=event_id, kind=kind, phase="instant", time=at, detail=detail))
+            return
+        grab = grab or camera.grab(at)
+        ref = camera.snapshot_ref(event_id, at) if grab is not None else None
+        self.emit(
+            Event(id=event_id, kind=kind, phase="instant", camera=camera.camera, time=at, detail=detail, snapshot=ref)
+        )
+        if grab is not None and ref is not None:
+            camera.ship(event_id, ref, grab)  # after the event: the hub keeps a snapshot of an event it has

@@ -1,7 +1,8 @@
 """The gate doors of a running agent: per door a reader, door I/O and a controller, and a thread
 that reads cards and checks the door's timers. Built from the config: readers are the simulator
 or a serial reader and door I/O the simulated backend; `door.GpiodDoor` drives real lines but
-is not yet selectable from the config."""
+is not yet selectable from the config. A door with a camera gets a `DoorCamera`, which the
+camera's analysis feeds (`watchers`)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from contract import Event
+from edge_agent.config.doors import DoorConfig
 from edge_agent.config.schema import AgentConfig
 from edge_agent.gate.controller import DoorController, DoorRules
 from edge_agent.gate.credential import CardReadError
 from edge_agent.gate.door import DoorIO, SimulatedDoor
+from edge_agent.gate.doorcam import DoorCamera
+from edge_agent.gate.doorline import DoorLine, TailgateCounter
 from edge_agent.gate.engine import Engine
 from edge_agent.gate.reader import Reader
 from edge_agent.gate.serial_reader import SerialReader
@@ -25,14 +30,22 @@ READ_TIMEOUT_S = 0.5  # how often a door's timers (held open) are checked while 
 
 
 class GateDoors:
-    def __init__(self, config: AgentConfig, engine: Engine, emit: Callable[[Event], object]) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        engine: Engine,
+        emit: Callable[[Event], object],
+        send_snapshot: Callable[[str, bytes], object] = lambda event_id, jpeg: None,
+    ) -> None:
         self.readers: dict[str, Reader] = {}
         self.io: dict[str, DoorIO] = {}
         self.controllers: dict[str, DoorController] = {}
+        self.cameras: dict[str, DoorCamera] = {}
         for name, door in config.doors.items():
             rules = DoorRules(name, door.building, door.relay.pulse_seconds, door.contact.held_open_seconds)
             sim = SimulatedDoor()
-            controller = DoorController(rules, engine, sim, emit)
+            camera = door_camera(name, door, config.storage.root, send_snapshot)
+            controller = DoorController(rules, engine, sim, emit, camera)
             sim.on_contact, sim.on_exit = controller.on_contact, controller.on_exit
             try:
                 self.readers[name] = self._reader(name, door.reader.kind, door.reader.device)
@@ -41,6 +54,8 @@ class GateDoors:
                 continue
             self.io[name] = sim
             self.controllers[name] = controller
+            if camera is not None:
+                self.cameras[name] = camera
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -52,7 +67,13 @@ class GateDoors:
             return SerialReader(name, device)
         return SimulatorReader(name)
 
+    def watchers(self, camera: str) -> list[DoorCamera]:
+        """The doors `camera` watches: its analysis hands them its frames and tracks."""
+        return [door for door in self.cameras.values() if door.camera == camera]
+
     def start(self) -> None:
+        for camera in self.cameras.values():
+            camera.start()
         for name in self.controllers:
             thread = threading.Thread(target=self._run, args=(name,), name=f"door-{name}", daemon=True)
             thread.start()
@@ -78,3 +99,17 @@ class GateDoors:
         for name in self.controllers:
             self.readers[name].close()
             self.io[name].close()
+        for camera in self.cameras.values():
+            camera.stop(timeout)
+
+
+def door_camera(
+    name: str, door: DoorConfig, root: Path, send_snapshot: Callable[[str, bytes], object]
+) -> DoorCamera | None:
+    if door.camera is None:
+        return None
+    tail = door.tailgating
+    counter = None
+    if tail is not None and tail.enabled:
+        counter = TailgateCounter(DoorLine(tail.line[0], tail.line[1], tail.inside))
+    return DoorCamera(name, door.camera, root, send_snapshot, counter)
