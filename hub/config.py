@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,6 +22,7 @@ from common.configfile import read_config_text, read_mapping
 from common.configtext import field_lines
 from contract import MAX_PAYLOAD_BYTES
 from contract.broker import URL_PATTERN, check_broker_url, parse_broker_url
+from hub.models import Priority
 
 # The agent's MqttConfig accepts exactly this shape; the hub takes the same URLs.
 _LISTEN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
@@ -252,6 +253,60 @@ class WebConfig(Strict):
         return [host.lower() for host in value]
 
 
+# At most a year: a longer "deadline" is no deadline.
+DeadlineHoursValue = Annotated[float, Field(gt=0, le=8760)]
+CategoryCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+# Sane defaults: a person in a closed shop or a forced door wants someone there the same night; a
+# tailgater is followed up with the dorm manager; an offline camera waits for a technician's round.
+DEFAULT_CATEGORY_DEADLINES: dict[str, dict[Priority, float]] = {
+    "intrusion": {"urgent": 1, "high": 4, "normal": 24, "low": 72},
+    "forced_door": {"urgent": 1, "high": 4, "normal": 24, "low": 72},
+    "tailgating": {"urgent": 2, "high": 8, "normal": 48, "low": 120},
+    "camera_offline": {"urgent": 8, "high": 24, "normal": 72, "low": 168},
+}
+
+
+class DeadlineHours(Strict):
+    """Hours from dispatch to resolution, per priority, for a category without a row of its own."""
+
+    urgent: float = Field(2, gt=0, le=8760, description="Urgent incidents: hours from dispatch to resolution.")
+    high: float = Field(12, gt=0, le=8760, description="High priority: hours from dispatch to resolution.")
+    normal: float = Field(72, gt=0, le=8760, description="Normal priority: hours from dispatch to resolution.")
+    low: float = Field(168, gt=0, le=8760, description="Low priority: hours from dispatch to resolution.")
+
+
+# In the hub config rather than a table managed from the CLI (as triage rules are): deadlines are
+# the centre's service-level policy, set at installation and changed rarely, checked at start-up
+# with the rest and documented with it. A deadline is stamped on the incident at dispatch, so a
+# change applies to incidents dispatched after the restart; figures already measured keep theirs.
+class IncidentsConfig(Strict):
+    """Deadlines, category x priority -> hours from dispatch to resolution; a change applies from the next dispatch."""
+
+    deadline_hours: DeadlineHours = Field(
+        default_factory=DeadlineHours, description="Deadlines of any category not in category_deadline_hours."
+    )
+    category_deadline_hours: dict[CategoryCode, dict[Priority, DeadlineHoursValue]] = Field(
+        default_factory=lambda: {c: dict(row) for c, row in DEFAULT_CATEGORY_DEADLINES.items()},
+        description="Per category (intrusion, forced_door, tailgating, camera_offline, public_report, ...): hours "
+        "per priority (urgent, high, normal, low), each more than 0 and at most 8760. What you give overrides the "
+        "default below hour by hour; a category or priority neither names takes deadline_hours.",
+    )
+
+    @field_validator("category_deadline_hours")
+    @classmethod
+    def _over_the_defaults(cls, value: dict[str, dict[Priority, float]]) -> dict[str, dict[Priority, float]]:
+        # An admin who shortens forced doors keeps the sane defaults of every other cell.
+        merged = {c: dict(row) for c, row in DEFAULT_CATEGORY_DEADLINES.items()}
+        for category, row in value.items():
+            merged[category] = {**merged.get(category, {}), **row}
+        return merged
+
+    def hours(self, category: str, priority: Priority) -> float:
+        """The deadline of an incident of this category and priority, in hours from dispatch."""
+        row = self.category_deadline_hours.get(category, {})
+        return row.get(priority) or float(getattr(self.deadline_hours, priority))
+
+
 class HubConfig(Strict):
     """Top-level keys."""
 
@@ -266,6 +321,7 @@ class HubConfig(Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
 
     @field_validator("listen")
     @classmethod

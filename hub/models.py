@@ -18,6 +18,9 @@ Role = Literal["admin", "shop_owner", "police", "dorm_manager", "grid_worker"]
 ROLES: tuple[Role, ...] = ("admin", "shop_owner", "police", "dorm_manager", "grid_worker")
 ScopeKind = Literal["camera", "site", "building", "grid"]
 Locale = Literal["zh", "en"]
+# An incident's priority: with its category it sets the deadline (hub config `incidents`).
+Priority = Literal["urgent", "high", "normal", "low"]
+PRIORITIES: tuple[Priority, ...] = ("urgent", "high", "normal", "low")
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,62}$"
 # A camera id names one camera of one box of one site: "site.device.camera". The three parts use

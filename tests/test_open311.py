@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from hub.api.app import create_app
 from hub.config import HubConfig
 from hub.models import Principal
-from hub.services import audit, incidents
+from hub.services import audit, incidents, intake
 from hub.store import connect
 from tests.test_hub import hub_cmd
 from tests.test_web_api import make_hub_data, sign_in, ulid
@@ -101,7 +101,7 @@ def test_post_then_get_field_by_field(hub: tuple[Path, TestClient, str]) -> None
     for action, note in (("accept", ""), ("dispatch", ""), ("start", ""), ("resolve", "lamp replaced"),
                          ("verify", ""), ("close", "")):  # fmt: skip
         incidents.transition(conn, ADMIN, audit.CLI, int(rid), action, note)
-    other = incidents.raise_from_alert(conn, ADMIN, audit.CLI, ulid(0), "intrusion", "high", "person at night")
+    other = intake.raise_by_hand(conn, ADMIN, audit.CLI, ulid(0), "intrusion", "high", "person at night").incident_id
     conn.close()
     closed = client.get(f"/open311/v2/requests/{rid}.json", params={"api_key": key}).json()[0]
     assert closed["status"] == "closed" and closed["status_notes"] == "lamp replaced"

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from hub.api.deps import Conn, RowId, page_allow
 from hub.api.pages import render
 from hub.models import Principal
-from hub.services import figures, incidents
+from hub.services import figures, incidents, intake, triage
 from hub.services.figures import By
 from hub.services.incidents import STATUSES, TRANSITIONS, IncidentError
 
@@ -27,14 +27,16 @@ def incidents_page(
     request: Request,
     conn: Conn,
     status: str | None = Query(None, max_length=20),
+    overdue: bool = Query(False),
     principal: Principal = page_allow("admin", "grid_worker", "police"),
 ) -> Response:
     chosen = status if status in STATUSES else None
-    items = incidents.list_incidents(conn, principal, chosen, limit=200)
+    items = incidents.list_incidents(conn, principal, chosen, limit=200, overdue=overdue)
     items.sort(key=lambda i: (_QUEUE_ORDER.get(i.status, 9), not i.overdue, -i.id))
     return render(
-        request, "incidents.html", principal, active="incidents", items=items, statuses=STATUSES, chosen=chosen or ""
-    )
+        request, "incidents.html", principal, active="incidents", items=items, statuses=STATUSES, chosen=chosen or "",
+        overdue=overdue,
+    )  # fmt: skip
 
 
 @router.get("/incidents/figures", response_class=HTMLResponse)
@@ -59,6 +61,7 @@ def incident_page(
     request: Request,
     incident_id: RowId,
     conn: Conn,
+    raised: str | None = Query(None, max_length=10, description="new or attached: the alert page's raise."),
     principal: Principal = page_allow("admin", "grid_worker", "police"),
 ) -> Response:
     try:
@@ -81,4 +84,6 @@ def incident_page(
         actions=actions,
         may_note="note" not in actions and status in TRANSITIONS["note"].sources,
         may_upload=principal.role in ("admin", "grid_worker"),
+        raised=raised,
+        window=intake.dedup_minutes(triage.get_rules(conn), detail.incident.category),
     )

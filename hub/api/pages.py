@@ -18,8 +18,8 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from hub.api.deps import Conn, page_allow, page_signed_in, public
-from hub.models import Principal
-from hub.services import accounts, alerts, audit
+from hub.models import PRIORITIES, Principal
+from hub.services import accounts, alerts, audit, incidents, intake, open311
 from hub.web.i18n import LANGS, Lang, translate
 from hub.web.nav import nav_for
 
@@ -142,7 +142,13 @@ def alert_page(alert_id: str, request: Request, conn: Conn, principal: Principal
     alert = alerts.get_alert(conn, principal, alert_id)
     if alert is None:
         return error_page(request, 404, "no such alert")
-    return render(request, "alert.html", principal, alert=alert)
+    may_raise = principal.role in intake.RAISE_ROLES
+    return render(
+        request, "alert.html", principal, alert=alert, may_raise=may_raise,
+        incident=incidents.incident_of_alert(conn, alert.id) if may_raise else None,
+        categories=[code for code, *_ in open311.SERVICES], priorities=PRIORITIES,
+        suggested=intake.SUGGESTED_CATEGORY.get(alert.kind, "public_report"),
+    )  # fmt: skip
 
 
 @router.get("/devices", response_class=HTMLResponse)

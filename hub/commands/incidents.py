@@ -72,7 +72,10 @@ def _iso(t: float | None) -> str:
 
 
 def cmd_incidents_list(args: argparse.Namespace) -> int:
-    items = _with_db(args, lambda conn: incidents.list_incidents(conn, None, args.status, args.grid, args.limit))
+    items = _with_db(
+        args,
+        lambda conn: incidents.list_incidents(conn, None, args.status, args.grid, args.limit, overdue=args.overdue),
+    )
     for item in items:
         if args.json:
             print(item.model_dump_json())
@@ -141,6 +144,7 @@ def register_incident_commands(command: Commands, sub: SubParsers) -> None:
     p.add_argument("--status", choices=incidents.STATUSES, help="Only this status.")
     p.add_argument("--grid", help="Only this grid code.")
     p.add_argument("--limit", type=int, default=1000, help="At most this many (default 1000).")
+    p.add_argument("--overdue", action="store_true", help="Only incidents past their deadline, not yet resolved.")
     p.add_argument(
         "--json",
         action="store_true",

@@ -23,8 +23,10 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.config import IncidentsConfig
 from hub.models import Principal, Role
-from hub.services import alerts, audit, grids, webhooks
+from hub.models import Priority as Priority  # re-exported: routes and triage name it from here
+from hub.services import audit, grids, webhooks
 from hub.store import transaction
 
 Status = Literal[
@@ -43,13 +45,10 @@ STATUSES: tuple[Status, ...] = (
     "reported", "accepted", "rejected", "dispatched", "in_progress", "resolved", "verified", "closed", "rework",
     "suspended",
 )  # fmt: skip
-Priority = Literal["urgent", "high", "normal", "low"]
 Action = Literal[
     "accept", "reject", "dispatch", "start", "resolve", "verify", "rework", "close", "suspend", "resume", "note"
 ]
 Source = Literal["manual", "rule", "open311"]
-# The deadline clock: hours from dispatch to resolution, per priority.
-DEADLINE_HOURS: dict[str, float] = {"urgent": 2, "high": 12, "normal": 72, "low": 168}
 FINAL: frozenset[str] = frozenset({"closed", "rejected"})
 # Done from the worker's side: a late verification does not make the work late.
 SETTLED: frozenset[str] = FINAL | {"resolved", "verified"}
@@ -113,7 +112,7 @@ class Incident(_Model):
     status: Status = Field(description="Where it is in the lifecycle.")
     grid: str | None = Field(description="Grid code, from the camera's place; null if unplaced.")
     category: str = Field(description="What kind of incident (intrusion, forced_door, camera_offline, ...).")
-    priority: Priority = Field(description="Sets the deadline from dispatch (DEADLINE_HOURS).")
+    priority: Priority = Field(description="With the category, sets the deadline from dispatch (hub config incidents).")
     title: str = Field(description="One line.")
     description: str = Field(description="What was seen or reported.")
     site: str | None = Field(description="Site of the camera or box, if any.")
@@ -190,8 +189,10 @@ def list_incidents(
     grid: str | None = None,
     limit: int = 200,
     offset: int = 0,
+    overdue: bool = False,
 ) -> list[Incident]:
-    """Newest first. `principal` None: everything (the CLI, run by whoever holds hub.db)."""
+    """Newest first. `principal` None: everything (the CLI, run by whoever holds hub.db).
+    `overdue`: only those past their deadline and not yet resolved."""
     where: list[str] = ["1"]
     params: list[object] = []
     if principal is not None:
@@ -203,11 +204,14 @@ def list_incidents(
     if grid is not None:
         where.append("grid = ?")
         params.append(grid)
+    now = time.time()
+    if overdue:
+        where.append(f"due < ? AND status NOT IN ({','.join('?' * len(SETTLED))})")
+        params.extend([now, *sorted(SETTLED)])
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM incidents WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ? OFFSET ?",
         [*params, limit, offset],
     ).fetchall()
-    now = time.time()
     return [_incident(conn, r, now) for r in rows]
 
 
@@ -303,9 +307,11 @@ def transition(
     note: str = "",
     photos: list[str] | None = None,
     now: float | None = None,
+    deadlines: IncidentsConfig | None = None,
 ) -> Incident:
     """Take one step of the lifecycle. 404 if the caller may not see the incident, 403 if their
-    role may not take this step, 409 if the incident is not in a status the step starts from."""
+    role may not take this step, 409 if the incident is not in a status the step starts from.
+    `deadlines`: the hub config's table (category x priority) that dispatch stamps `due` from."""
     step = TRANSITIONS.get(action)
     if step is None:
         raise IncidentError(f"no action {action!r}; actions: {', '.join(TRANSITIONS)}", 422)
@@ -328,7 +334,8 @@ def transition(
             new = back or "accepted"
         sets = {"status": new, "updated": now}
         if action == "dispatch":
-            sets.update(dispatched=now, due=now + DEADLINE_HOURS[row["priority"]] * 3600)
+            hours = (deadlines or IncidentsConfig()).hours(row["category"], row["priority"])
+            sets.update(dispatched=now, due=now + hours * 3600)
         elif action == "resolve":
             sets["resolved"] = now
         elif action in ("close", "reject"):
@@ -366,37 +373,6 @@ def attach(conn: sqlite3.Connection, incident_id: int, event_id: str, now: float
 def incident_of_alert(conn: sqlite3.Connection, event_id: str) -> int | None:
     row = conn.execute("SELECT incident_id FROM incident_alerts WHERE event_id = ? LIMIT 1", (event_id,)).fetchone()
     return int(row[0]) if row else None
-
-
-def raise_from_alert(
-    conn: sqlite3.Connection,
-    principal: Principal,
-    actor: audit.Actor,
-    event_id: str,
-    category: str,
-    priority: Priority,
-    note: str,
-) -> int:
-    """An operator raises an incident from an alert they can see; an alert already attached to an
-    incident answers with that incident (409), never a second one."""
-    alert = alerts.get_alert(conn, principal, event_id)
-    if alert is None:
-        raise IncidentError(f"no alert {event_id[:64]!r}", 404)
-    existing = incident_of_alert(conn, event_id)
-    if existing is not None:
-        raise IncidentError(f"alert {event_id} is already on incident {existing}", 409)
-    where = alert.camera or f"{alert.site}.{alert.device}"
-    new = NewIncident(
-        category=category,
-        priority=priority,
-        title=f"{alert.kind} @ {where}",
-        description=note,
-        site=alert.site,
-        device=alert.device,
-        camera=alert.camera.split(".")[2] if alert.camera else None,
-        source="manual",
-    )
-    return create(conn, actor, new, [event_id])
 
 
 PHOTO_MAX_BYTES = 8 * 1024 * 1024

@@ -2,8 +2,9 @@
 
 Services are the incident categories; a service request is an incident. `status` is the spec's
 open/closed: closed once the incident is closed or rejected, open before. Requests posted here
-enter the registry as 'reported' incidents (source open311) and go through triage and the
-centre's acceptance like any other.
+go through triage like any other source (hub/services/intake.py: its rules, kind `open311`, and
+its dedup window by place: a second report of the same place joins the open request) and enter
+the registry as 'reported' incidents (source open311) for the centre to accept or reject.
 
 Least privilege: the service list is public, as the spec expects; requests describe people's
 shops and doors, so reading them, like posting, takes an API key (`diaolou-hub open311 key`).
@@ -18,8 +19,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.security import new_token, token_digest
-from hub.services import audit, incidents
-from hub.services.incidents import NewIncident
+from hub.services import audit, incidents, intake
 from hub.store import transaction
 
 MAX_REQUESTS = 1000  # the spec's suggested cap on one answer
@@ -254,8 +254,10 @@ def post_request(conn: sqlite3.Connection, form: dict[str, str]) -> Created:
         raise Open311Error(400, "description is required")
     if len(description) > 4000 or len(address) > 300:
         raise Open311Error(400, "description is at most 4000 characters, address_string 300")
-    title = description.splitlines()[0][:80]
-    text = description + (f"\n\n{address}" if address else "")
-    new = NewIncident(category=code, title=title, description=text, lon=lon, lat=lat, source="open311")
-    incident_id = incidents.create(conn, audit.Actor(f"open311:{name}", None, None), new, [])
-    return Created(service_request_id=str(incident_id), service_notice=NOTICE, account_id=None)
+    raised = intake.post_report(conn, audit.Actor(f"open311:{name}", None, None), code, description, lon, lat, address)
+    notice = (
+        f"Joined open request {raised.incident_id}: the same place and service within {raised.dedup_minutes:g} min."
+        if raised.attached
+        else NOTICE
+    )
+    return Created(service_request_id=str(raised.incident_id), service_notice=notice, account_id=None)

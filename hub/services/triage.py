@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -69,17 +70,34 @@ class TriageRule(BaseModel):
             return self.start <= local < self.end
         return local >= self.start or local < self.end
 
-    def matches(self, row: sqlite3.Row) -> bool:
-        if row["kind"] not in self.kinds or (self.sites and row["site"] not in self.sites):
+    def matches(self, c: Candidate) -> bool:
+        if c.kind not in self.kinds or (self.sites and c.site not in self.sites):
             return False
-        if self.cameras and f"{row['site']}.{row['device']}.{row['camera']}" not in self.cameras:
+        if self.cameras and f"{c.site}.{c.device}.{c.camera}" not in self.cameras:
             return False
+        if self.zones and c.detail.get("zone") not in self.zones:
+            return False
+        if any(str(c.detail.get(key)) != value for key, value in self.detail.items()):
+            return False
+        return self.in_hours(c.time)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a rule is matched against: an alert (an events row), or a report posted over Open311
+    (kind `open311`, no site, detail `service_code`)."""
+
+    kind: str
+    site: str | None
+    device: str | None
+    camera: str | None
+    time: float
+    detail: dict[str, object]
+
+    @classmethod
+    def of_row(cls, row: sqlite3.Row) -> Candidate:
         detail = json.loads(row["detail"]) if row["detail"] else {}
-        if self.zones and detail.get("zone") not in self.zones:
-            return False
-        if any(str(detail.get(key)) != value for key, value in self.detail.items()):
-            return False
-        return self.in_hours(row["time"])
+        return cls(row["kind"], row["site"], row["device"], row["camera"], row["time"], detail)
 
 
 class RuleFile(BaseModel):
@@ -118,19 +136,28 @@ def get_rules(conn: sqlite3.Connection) -> list[TriageRule]:
 _OPEN = f"status NOT IN ({','.join(repr(s) for s in sorted(FINAL))})"
 
 
+def open_at(
+    conn: sqlite3.Connection, site: str | None, device: str | None, camera: str | None, category: str, since: float
+) -> int | None:
+    """The open incident of this place (site, box, camera) and category updated since `since`:
+    the dedup window every source goes through (rules, an operator's hand, Open311 reports)."""
+    found = conn.execute(
+        f"SELECT id FROM incidents WHERE site IS ? AND device IS ? AND camera IS ? AND category = ? AND {_OPEN} "
+        "AND updated >= ? ORDER BY id DESC LIMIT 1",
+        (site, device, camera, category, since),
+    ).fetchone()
+    return None if found is None else int(found[0])
+
+
 def propose(conn: sqlite3.Connection, rule: TriageRule, row: sqlite3.Row, now: float) -> tuple[int, bool]:
     """(incident id, opened?) for one matching alert: attach to the open incident of the same place
     and category within the dedup window, or open one. Call inside a transaction."""
     if incidents.incident_of_alert(conn, row["id"]) is not None:
         return incidents.incident_of_alert(conn, row["id"]) or 0, False
-    found = conn.execute(
-        f"SELECT id FROM incidents WHERE site IS ? AND device IS ? AND camera IS ? AND category = ? AND {_OPEN} "
-        "AND updated >= ? ORDER BY id DESC LIMIT 1",
-        (row["site"], row["device"], row["camera"], rule.category, now - rule.dedup_minutes * 60),
-    ).fetchone()
+    found = open_at(conn, row["site"], row["device"], row["camera"], rule.category, now - rule.dedup_minutes * 60)
     if found is not None:
-        incidents.attach(conn, found[0], row["id"], now)
-        return int(found[0]), False
+        incidents.attach(conn, found, row["id"], now)
+        return found, False
     where = f"{row['site']}.{row['device']}" + (f".{row['camera']}" if row["camera"] else "")
     new = NewIncident(
         category=rule.category,
@@ -170,8 +197,9 @@ def triage_step(conn: sqlite3.Connection, now: float, batch: int = BATCH) -> tup
         position = conn.execute("SELECT position FROM notify_cursor WHERE name = 'triage'").fetchone()[0]
         rows = conn.execute(_NEW, (position, batch)).fetchall()
         for row in rows:
+            candidate = Candidate.of_row(row)
             for rule in rules:
-                if row["kind"] != "camera_offline" and rule.matches(row):
+                if row["kind"] != "camera_offline" and rule.matches(candidate):
                     opened += propose(conn, rule, row, now)[1]
                     break
         if rows:
@@ -180,7 +208,7 @@ def triage_step(conn: sqlite3.Connection, now: float, batch: int = BATCH) -> tup
             if "camera_offline" in rule.kinds:
                 cutoff = now - rule.offline_minutes * 60
                 for row in conn.execute(_STILL_OFFLINE, (cutoff, cutoff - 7 * 86400)).fetchall():
-                    if rule.matches(row):
+                    if rule.matches(Candidate.of_row(row)):
                         opened += propose(conn, rule, row, now)[1]
     return len(rows), opened
 

@@ -7,15 +7,16 @@ import time
 from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.messages import INT64_MAX
 from hub.api.deps import Conn, RowId, actor, allow
 from hub.models import Principal
-from hub.services import audit, figures, incidents
+from hub.services import audit, figures, incidents, intake
 from hub.services.figures import By, FigureTable
 from hub.services.incidents import Incident, IncidentDetail, IncidentError, Priority, Status
+from hub.services.intake import RAISE_ROLES
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
@@ -53,26 +54,38 @@ def list_incidents(
     conn: Conn,
     status: Status | None = Query(None, description="Only this status."),
     grid: str | None = Query(None, max_length=64, description="Only this grid."),
+    overdue: bool = Query(False, description="Only incidents past their deadline and not yet resolved."),
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0, le=INT64_MAX),
     principal: Principal = allow("admin", "grid_worker", "police"),
 ) -> IncidentList:
     """Incidents the caller may see: all (admin), their grids' (grid worker), their sites' (police)."""
-    return IncidentList(items=incidents.list_incidents(conn, principal, status, grid, limit, offset))
+    return IncidentList(items=incidents.list_incidents(conn, principal, status, grid, limit, offset, overdue))
 
 
-@router.post("", response_model=IncidentDetail, status_code=201)
+class RaisedIncident(IncidentDetail):
+    attached: bool = Field(
+        description="True: an open incident of the same place and category, updated within the dedup window, took "
+        "the alert (answered 200); false: a new incident (201)."
+    )
+
+
+@router.post("", response_model=RaisedIncident, status_code=201)
 def raise_from_alert(
-    body: FromAlert, request: Request, conn: Conn, principal: Principal = allow("admin")
-) -> IncidentDetail:
-    """Raise an incident by hand from an alert; 409 if the alert is already on one."""
+    body: FromAlert, request: Request, response: Response, conn: Conn, principal: Principal = allow(*RAISE_ROLES)
+) -> RaisedIncident:
+    """Raise an incident by hand from an alert, through triage's dedup window; 409 if the alert is
+    already on one."""
     try:
-        incident_id = incidents.raise_from_alert(
+        raised = intake.raise_by_hand(
             conn, principal, actor(request, principal), body.alert_id, body.category, body.priority, body.note
         )
-        return incidents.get(conn, principal, incident_id)
+        detail = incidents.get(conn, principal, raised.incident_id)
     except IncidentError as exc:
         raise _refused(exc) from None
+    if raised.attached:
+        response.status_code = 200
+    return RaisedIncident(incident=detail.incident, history=detail.history, attached=raised.attached)
 
 
 def _period(since: datetime | None, until: datetime | None) -> tuple[float, float]:
@@ -133,8 +146,9 @@ def take_step(
         incidents.get(conn, principal, incident_id)  # 404 before anything else
         incidents.check_photos(request.app.state.data_dir, incident_id, body.photos)
         return incidents.transition(
-            conn, principal, actor(request, principal), incident_id, action, body.note, body.photos
-        )
+            conn, principal, actor(request, principal), incident_id, action, body.note, body.photos,
+            deadlines=request.app.state.config.incidents,
+        )  # fmt: skip
     except IncidentError as exc:
         raise _refused(exc) from None
 

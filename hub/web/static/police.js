@@ -76,6 +76,16 @@ document.addEventListener("DOMContentLoaded", () => {
     const badge = li.querySelector(".police-state");
     badge.textContent = stateNames[item.police_state] || item.police_state;
     badge.dataset.state = item.police_state;
+    li.classList.toggle("overdue", item.overdue);
+    li.querySelector(".overdue-badge")?.remove();
+    if (item.overdue) {
+      const late = document.createElement("span");
+      late.className = "badge bad overdue-badge";
+      late.dataset.overdueDue = item.due;
+      late.dataset.units = list.dataset.units;
+      badge.after(" ", late);
+      diaolou.formatOverdue(li);
+    }
     fill(li);
     if (item.police_state === "escalated") beep();
   });
