@@ -289,7 +289,7 @@ class IncidentsConfig(Strict):
         default_factory=lambda: {c: dict(row) for c, row in DEFAULT_CATEGORY_DEADLINES.items()},
         description="Per category (intrusion, forced_door, tailgating, camera_offline, public_report, ...): hours "
         "per priority (urgent, high, normal, low), each more than 0 and at most 8760. What you give overrides the "
-        "default below hour by hour; a category or priority neither names takes deadline_hours.",
+        "default hour by hour; a category or priority neither names takes deadline_hours.",
     )
 
     @field_validator("category_deadline_hours")
