@@ -432,7 +432,7 @@ def examples() -> list[Example]:
                     "door": "b07-east",
                     "building": "b07",
                     "alarm": "tailgating",
-                    "why": "2 persons crossed the door line for 1 grants",
+                    "why": "2 persons crossed the door line; cards granted: 1",
                     "grants": 1,
                     "persons": 2,
                 },

@@ -309,11 +309,18 @@ class AccessRecord(ApiModel):
     kind: Literal["access", "door_alarm"]
     granted: bool | None = Field(description="access: whether the door opened.")
     reason: str | None = Field(description="access: granted, revoked, wrong_building, bad_read, ...")
-    alarm: str | None = Field(description="door_alarm: forced_open, held_open or repeated_denials.")
+    alarm: str | None = Field(description="door_alarm: forced_open, held_open, repeated_denials or tailgating.")
     card: str | None
     employee_no: str | None
     name: str | None
     why: str | None
+    camera: str | None = Field(None, description="The camera at the door (site.device.camera), if it has one.")
+    snapshot: str | None = Field(
+        None, description="URL of the door camera's picture of that moment, if the hub has it."
+    )
+    playback: str | None = Field(
+        None, description="Playback page a few seconds before the moment; only for callers who may watch the camera."
+    )
 
 
 class AccessLog(ApiModel):

@@ -121,7 +121,7 @@ class DoorController:
                 self._event("door_alarm", now, alarm="held_open", why=why)
             for found in self.camera.findings() if self.camera is not None else []:
                 tail = found.tailgating
-                why = f"{tail.persons} persons crossed the door line for {tail.grants} grants"
+                why = f"{tail.persons} persons crossed the door line; cards granted: {tail.grants}"
                 self._event(
                     "door_alarm",
                     tail.at,

@@ -236,6 +236,8 @@ STRINGS: dict[str, dict[Lang, str]] = {
     "alarm_forced_open": {"zh": "强行开门", "en": "Forced open"},
     "alarm_held_open": {"zh": "门未关", "en": "Held open"},
     "alarm_repeated_denials": {"zh": "多次拒绝", "en": "Repeated denials"},
+    "alarm_tailgating": {"zh": "尾随进入", "en": "Tailgating"},
+    "who_swiped": {"zh": "刷卡时的门口画面", "en": "The door camera at that moment"},
     "incidents": {"zh": "事件", "en": "Incidents"},
     "my_queue": {"zh": "我的任务", "en": "My queue"},
     "status": {"zh": "状态", "en": "Status"},

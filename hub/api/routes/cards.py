@@ -1,12 +1,14 @@
 """Residents and their cards (dorm managers, for their buildings; admins): list, issue, replace a
-lost card, suspend, return, revoke, import a CSV. The same service as `diaolou-hub cards`."""
+lost card, suspend, return, revoke, import a CSV; the access log and its door-camera pictures.
+The same service as `diaolou-hub cards`."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from common.residents_csv import MAX_FILE_BYTES, ResidentsCsvError
 from hub import access_sync
@@ -23,6 +25,7 @@ from hub.models import (
     ResidentList,
 )
 from hub.services import access_log, audit, cards
+from hub.services.thumbs import thumbnail
 
 router = APIRouter(prefix="/api/v1/cards", tags=["cards"])
 
@@ -89,6 +92,28 @@ def access_log_export(
     audit.record(conn, actor(request, principal), "access.export", building, rows=len(records))
     headers = {"Content-Disposition": 'attachment; filename="diaolou-access-log.csv"'}
     return Response("\ufeff" + access_log.export_csv(records), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@router.get("/access-log/{event_id}/snapshot", response_class=FileResponse)
+def access_snapshot(
+    event_id: str,
+    request: Request,
+    conn: Conn,
+    size: Literal["full", "thumb"] = Query("full", description="thumb: 320 px wide, for lists."),
+    principal: Principal = allow("admin", "dorm_manager"),
+) -> FileResponse:
+    """The door camera's picture of a decision or door alarm (who swiped), for the caller's buildings;
+    404 for any other. Every view is in the audit log, as for alert snapshots."""
+    path = access_log.snapshot_file(conn, request.app.state.data_dir, principal, event_id)
+    if path is None:
+        raise HTTPException(404, f"no picture for access record {event_id[:40]!r}")
+    if size == "thumb":
+        try:
+            path = thumbnail(path)
+        except (OSError, ValueError) as exc:
+            raise HTTPException(404, f"the picture of access record {event_id[:40]!r} cannot be read: {exc}") from None
+    audit.record(conn, actor(request, principal), "snapshot.view", event_id, size=size, access=True)
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 def _epoch(value: datetime | None) -> float | None:
