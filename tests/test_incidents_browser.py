@@ -203,6 +203,7 @@ def test_raise_from_the_alert_page_then_overdue_badges_in_list_and_console(
     page.wait_for_url(f"{hub_url}/incidents/{raised}?raised=attached")
     expect(page.locator("#raised")).to_contain_text("joined it, no new one was opened")
     expect(page.locator("#history li").last).to_contain_text("Alert attached")
+    expect(page.locator("#incident img.thumb")).to_have_count(1)  # the second alert has no snapshot: no broken image
     page.screenshot(path=str(SCREENSHOTS / "alert-raise-attached-en.png"), full_page=True)
     page.goto(f"{hub_url}/alerts/{ulid(40)}")
     expect(page.locator("#on-incident")).to_have_text(f"On incident #{raised}")

@@ -85,5 +85,6 @@ def incident_page(
         may_note="note" not in actions and status in TRANSITIONS["note"].sources,
         may_upload=principal.role in ("admin", "grid_worker"),
         raised=raised,
+        with_snapshot=incidents.alerts_with_snapshot(conn, incident_id),
         window=intake.dedup_minutes(triage.get_rules(conn), detail.incident.category),
     )

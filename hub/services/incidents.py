@@ -421,6 +421,15 @@ def check_photos(data_dir: Path, incident_id: int, names: list[str]) -> None:
             raise IncidentError(f"photo {name[:64]!r} was not uploaded to incident {incident_id}", 422)
 
 
+def alerts_with_snapshot(conn: sqlite3.Connection, incident_id: int) -> set[str]:
+    """The attached alerts that have a snapshot to show (a gate's alarm without a camera has none)."""
+    rows = conn.execute(
+        "SELECT a.event_id FROM incident_alerts a JOIN snapshots s ON s.event_id = a.event_id WHERE a.incident_id = ?",
+        (incident_id,),
+    )
+    return {r[0] for r in rows}
+
+
 def evidence_snapshot(
     conn: sqlite3.Connection, principal: Principal, data_dir: Path, incident_id: int, event_id: str
 ) -> Path:
