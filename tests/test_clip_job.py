@@ -24,6 +24,7 @@ from edge_agent.comms.clip_job import JOBS_DIR, ClipJobs
 from edge_agent.config import parse_config
 from edge_agent.config.schema import HubLinkConfig
 from edge_agent.record.index import SegmentIndex
+from hub.services import alerts
 from hub.store import connect
 from tests.conftest import agent_cmd, wait_for
 from tests.support.brokers import Broker
@@ -78,6 +79,9 @@ def test_a_police_users_clip_is_built_held_and_uploaded_by_the_recording_agent(
         login = httpx.post(f"{base}/api/v1/auth/login", json={"username": "police1", "password": PASSWORD})
         police = login.json()["token"]
         before = time.time() - 600
+        # Asked before the box has said how far back it records: the hub passes it on and the box
+        # answers that it has nothing then.
+        empty_id = ask(base, police, before, before + 60)
         agent.start()
         assert agent.link is not None and agent.link.wait_connected(WAIT)
         assert wait_for(lambda: len(agent.index.segments("door", 0, time.time() + 60)) >= 3, WAIT)
@@ -85,13 +89,26 @@ def test_a_police_users_clip_is_built_held_and_uploaded_by_the_recording_agent(
         start, end = segments[0].start + 0.5, segments[2].end - 0.5
 
         ready_id = ask(base, police, start, end)
-        empty_id = ask(base, police, before, before + 60)  # long before the agent recorded anything
         assert wait_for(lambda: clip_state(base, police, ready_id)["status"] == "ready", 60), clip_state(
             base, police, ready_id
         )
         assert wait_for(lambda: clip_state(base, police, empty_id)["status"] == "failed", WAIT)
         failed = clip_state(base, police, empty_id)
         assert "no recording for camera 'door'" in failed["error"], failed
+
+        # Once its heartbeat says from when it keeps the camera, the hub refuses such a window itself.
+        def kept_from() -> float | None:
+            conn = connect(config.db_path)
+            try:
+                health = alerts.reported_health(conn, "lanxi", "shop-1", "door")
+            finally:
+                conn.close()
+            return health.recorded_from if health else None
+
+        assert wait_for(lambda: kept_from() == segments[0].start, WAIT)
+        body = {"camera": "lanxi.shop-1.door", "start": before, "end": before + 60, "reason": "again"}
+        again = httpx.post(f"{base}/api/v1/clips", json=body, headers={"Authorization": f"Bearer {police}"})
+        assert again.status_code == 422 and "keeps door's recordings from" in again.text, again.text
 
         ready = clip_state(base, police, ready_id)
         auth = {"Authorization": f"Bearer {police}"}
