@@ -245,10 +245,11 @@ def test_rules_tell_a_tailgating_door_alarm_from_a_forced_one(tmp_path: Path) ->
         TriageRule(name="tailgating", kinds=["door_alarm"], detail={"alarm": "tailgating"}, category="tailgating",
                    priority="high", dedup_minutes=10),
     ])  # fmt: skip
-    gate = {"device": "dorm-gate-3", "camera": None}
+    # As the edge sends them (edge_agent/gate/controller.py): a door with a camera, alarm + figures.
+    gate = {"device": "dorm-gate-3", "camera": "door"}
     forced = hub.alert("door_alarm", NIGHT, **gate, alarm="forced_open", why="no grant")
-    tail = hub.alert("door_alarm", NIGHT, **gate, alarm="tailgating", reason="two people, one card")
-    tail2 = hub.alert("door_alarm", NIGHT + 60, **gate, alarm="tailgating", reason="two people, one card")
+    tail = hub.alert("door_alarm", NIGHT, **gate, alarm="tailgating", grants=1, persons=2)
+    tail2 = hub.alert("door_alarm", NIGHT + 60, **gate, alarm="tailgating", grants=1, persons=2)
     held = hub.alert("door_alarm", NIGHT, **gate, alarm="held_open")
     assert triage_step(hub.conn, NIGHT + 120) == (4, 2)
     found = {i.category: i for i in hub.incidents()}
