@@ -157,10 +157,20 @@ class SnapshotRef(BaseModel):
     crop: Text | None = Field(None, max_length=300)
 
 
-# access: a gate's decision; door_alarm: forced or held open, repeated denials, tailgating (detail.alarm);
-# access_list_rejected: a list from the hub that failed its signature or version checks.
+# access: a gate's decision; door_alarm: forced or held open, repeated denials, tailgating
+# (detail.alarm); door: a door's contact opened or closed (detail: door, building, open), from
+# which the hub's door board knows each door's state; access_list_rejected: a list from the hub
+# that failed its signature or version checks.
 EventKind = Literal[
-    "person", "camera_offline", "camera_back", "disk_full", "test", "access", "door_alarm", "access_list_rejected"
+    "person",
+    "camera_offline",
+    "camera_back",
+    "disk_full",
+    "test",
+    "access",
+    "door_alarm",
+    "door",
+    "access_list_rejected",
 ]
 Phase = Literal["new", "update", "end", "instant"]
 

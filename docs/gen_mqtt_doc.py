@@ -275,6 +275,7 @@ PERSON = ulid(int(T0 * 1000), 0x3A41C9E07D5B22F1086E)
 OFFLINE = ulid(int((T0 + 3600) * 1000), 0x0F22D7A9913B4C6E5D08)
 TEST = ulid(int((T0 - 86400) * 1000), 0x51B0E4A27C39D8F6A210)
 TAILGATE = ulid(int((T0 + 7200) * 1000), 0x6C1D93B0A4E25F7182C4)
+DOOR = ulid(int((T0 + 120) * 1000), 0x2C7E91B04A5D3F8E6B17)
 DAY = "2025-03-15"  # snapshots/<camera>/<UTC day>/<event id>.jpg, as the agent writes them
 
 
@@ -443,6 +444,20 @@ def examples() -> list[Example]:
             "`repeated_denials`, `tailgating` (more persons crossed the door line than were granted while the door "
             "was open: `grants`, `persons`). At a door with a camera every `access` and `door_alarm` event names "
             "the `camera` and its picture follows on .../snapshot/<event id> (docs/gates.md).",
+        ),
+        Example(
+            "Event: a gate door's contact opens (door)",
+            Event(
+                id=DOOR,
+                kind="door",
+                phase="instant",
+                time=T0 + 120,
+                detail={"door": "b07-east", "building": "b07", "open": True},
+            ),
+            "event",
+            note="A gate box sends one per change of a door's contact (`open` true, then false when it closes); "
+            "the hub's door board (docs/gates.md) shows each door's state from them. Swipes are `access` events "
+            "and alarms `door_alarm` events, with the same `door` and `building`; a `door` event carries no picture.",
         ),
         Example(
             "Command: pull a clip",

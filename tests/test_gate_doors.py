@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from contract import Event
+from edge_agent.comms import event_priority
 from edge_agent.config import parse_config
 from edge_agent.gate.controller import DENIALS_FOR_ALARM, DoorController, DoorRules
 from edge_agent.gate.credential import CardReadError, encode_wiegand, parse_wiegand
@@ -73,6 +74,25 @@ def test_an_exit_press_is_no_forced_opening_but_a_bare_opening_is(
     assert alarms(events) == [] and len(sim.pulses) == 1
     sim.open_door(at=T + 100)
     assert alarms(events) == ["forced_open"]
+
+
+def test_each_change_of_the_contact_is_one_door_event(door: tuple[DoorController, SimulatedDoor, list[Event]]) -> None:
+    controller, sim, events = door
+    assert controller.on_card(parse_wiegand(encode_wiegand(26, 12, 1)), T).granted
+    sim.open_door(at=T + 1)
+    sim.open_door(at=T + 1.2)  # a bouncing contact repeats itself: still one opening
+    sim.close_door(at=T + 5)
+    sim.close_door(at=T + 5.1)
+    sim.open_door(at=T + 100)  # forced: the opening, then its alarm
+    changes = [(e.time, e.detail) for e in events if e.kind == "door"]
+    assert changes == [
+        (T + 1, {"door": "b07-east", "building": "b07", "open": True}),
+        (T + 5, {"door": "b07-east", "building": "b07", "open": False}),
+        (T + 100, {"door": "b07-east", "building": "b07", "open": True}),
+    ]
+    kinds = [e.kind for e in events]
+    assert kinds[-2:] == ["door", "door_alarm"] and events[-2].id < events[-1].id  # the hub sorts by id
+    assert event_priority(events[-2]) < event_priority(events[-1])  # a full outbox drops door changes first
 
 
 def test_repeated_denials_raise_one_alarm_per_window(door: tuple[DoorController, SimulatedDoor, list[Event]]) -> None:

@@ -17,7 +17,9 @@ PRIORITY_SNAPSHOT = 1  # below events (2): a full outbox drops pictures before a
 
 
 def event_priority(event: Event) -> int:
-    return PRIORITY_TEST if event.test else PRIORITY_EVENT
+    # A door's open/closed changes say where the door is now; the next one says it again, so a
+    # full outbox lets them go before swipes and alarms.
+    return PRIORITY_TEST if event.test else PRIORITY_STATUS if event.kind == "door" else PRIORITY_EVENT
 
 
 class OutboxWriter:

@@ -2,8 +2,9 @@
 and exit button watched for alarms.
 
 Every decision (granted or not, and unreadable cards) becomes an `access` event, every alarm a
-`door_alarm` event, both through the outbox (`emit`), so the hub's access log misses nothing
-while the link is down. Alarms:
+`door_alarm` event, and every change of the contact (opened, closed) a `door` event, all through
+the outbox (`emit`), so the hub's access log and door board miss nothing while the link is down.
+Alarms:
 
 - `forced_open`: the contact opens when no grant or exit press released the lock (within the
   relay's pulse);
@@ -65,6 +66,7 @@ class DoorController:
         self._released_until = 0.0
         self._opened_at: float | None = None
         self._held_alarmed = False
+        self._contact_open = False  # a door starts closed: the first report that matters is an opening
         self._denials: deque[float] = deque()
         self._denial_alarm_at = float("-inf")
 
@@ -105,6 +107,9 @@ class DoorController:
 
     def on_contact(self, is_open: bool, at: float) -> None:
         with self._lock:
+            if is_open != self._contact_open:  # a bouncing contact repeats its state: one event per change
+                self._contact_open = is_open
+                self._event("door", at, open=is_open)
             if not is_open:
                 self._opened_at, self._held_alarmed = None, False
                 return
@@ -141,10 +146,13 @@ class DoorController:
             why = f"{len(self._denials)} refusals within {DENIAL_WINDOW_S:.0f} s"
             self._event("door_alarm", at, alarm="repeated_denials", why=why)
 
-    def _event(self, kind: Literal["access", "door_alarm"], at: float, grab: Grab | None = None, **detail: Any) -> None:
-        """Emit the event; at a door with a camera, with the picture `grab` (default: the newest)."""
+    def _event(
+        self, kind: Literal["access", "door_alarm", "door"], at: float, grab: Grab | None = None, **detail: Any
+    ) -> None:
+        """Emit the event; at a door with a camera, with the picture `grab` (default: the newest). A
+        `door` change (opened, closed) carries no picture: its swipe or alarm has one."""
         detail = {"door": self.rules.name, "building": self.rules.building, **detail}
-        event_id, camera = new_event_id(at), self.camera
+        event_id, camera = new_event_id(at), self.camera if kind != "door" else None
         if camera is None:
             self.emit(Event(id=event_id, kind=kind, phase="instant", time=at, detail=detail))
             return

@@ -18,8 +18,9 @@ from hub.models import Alert, AlertPage, AlertRef, Camera, Device, Principal, ca
 PAGE_MAX = 100
 # The feed lists the first message of each event (new, or instant for one-shot events); test
 # alarms prove the path and alert no one, so they stay out of it.
-# Card swipes are the access log's (dorm managers' pages), not alerts; door alarms are both.
-_FEED = "phase IN ('new', 'instant') AND test = 0 AND kind != 'access'"
+# Card swipes (the access log's) and a door's open/closed changes (the door board's) are not
+# alerts; door alarms are both.
+_FEED = "phase IN ('new', 'instant') AND test = 0 AND kind NOT IN ('access', 'door')"
 _COLUMNS = 'SELECT rowid AS rowid, id, site, device, camera, kind, time, "end", test, detail'
 
 
