@@ -227,6 +227,14 @@ class WebConfig(Strict):
         description="IANA time zone of the sites: new arming schedules start in it, and alert messages give "
         "their time in it unless the camera's schedule names another.",
     )
+    gate_silent_seconds: float = Field(
+        60.0,
+        ge=5,
+        le=86_400,
+        description="The door board shows a gate box's doors offline once the hub has heard nothing from the box "
+        "for this long (a box sends a heartbeat every `mqtt.heartbeat_seconds`, 10 s by default), even if "
+        "its last will has not arrived yet.",
+    )
     notification_hosts: list[str] = Field(
         ["qyapi.weixin.qq.com", "oapi.dingtalk.com"],
         max_length=50,

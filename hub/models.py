@@ -291,6 +291,10 @@ class GateListState(ApiModel):
     sent_version: int | None = Field(description="The version last sent to the box.")
     reported_version: int | None = Field(description="The version in the box's last heartbeat.")
     stale: bool = Field(description="The box reports an older list than the hub's, or none.")
+    behind: int = Field(0, description="Changes to its buildings' lists the box does not hold yet (0: current).")
+    stale_since: float | None = Field(
+        None, description="When the oldest change the box lacks was made (epoch seconds): out of date since then."
+    )
 
 
 class GateListStates(ApiModel):

@@ -266,10 +266,21 @@ def test_police_see_the_site_and_admins_run_devices_users_and_audit(page: Page, 
 
 # The pages each role reaches from the tab bar (what the pages themselves allow).
 PAGES_BY_USER = {
-    "admin": {"/", "/alerts", "/incidents", "/cards", "/clips", "/devices", "/users", "/audit", "/notifications"},
+    "admin": {
+        "/",
+        "/alerts",
+        "/incidents",
+        "/doors",
+        "/cards",
+        "/clips",
+        "/devices",
+        "/users",
+        "/audit",
+        "/notifications",
+    },
     "police1": {"/", "/alerts", "/police", "/incidents", "/clips", "/notifications"},
     "owner1": {"/", "/alerts", "/clips", "/notifications"},
-    "dorm1": {"/", "/alerts", "/cards", "/notifications"},
+    "dorm1": {"/", "/alerts", "/doors", "/cards", "/notifications"},
     "grid1": {"/", "/alerts", "/incidents", "/notifications"},
 }
 LABEL_FITS = """() => [...document.querySelectorAll('nav.tabs > a, nav.tabs summary')]

@@ -379,7 +379,8 @@ def buildings(conn: sqlite3.Connection, principal: Principal | None) -> list[str
 
 def gate_lists(conn: sqlite3.Connection, principal: Principal | None) -> list[GateListState]:
     """Every gate box of the caller's buildings, with whether its list is stale: it reports an
-    older version than the newest change of its buildings (or none at all)."""
+    older version than the newest change of its buildings (or none at all), and if so how many
+    changes it lacks and since when (the time of the oldest of them)."""
     out = []
     rows = conn.execute(
         "SELECT g.site, g.device, group_concat(DISTINCT g.building) AS buildings, l.sent_version, d.state, "
@@ -393,6 +394,11 @@ def gate_lists(conn: sqlite3.Connection, principal: Principal | None) -> list[Ga
             continue
         latest = latest_version(conn, names)
         reported = reported_version(r["last_heartbeat"])
+        lag = conn.execute(
+            f"SELECT count(*), min(time) FROM list_changes WHERE building IN ({','.join('?' * len(names))}) "
+            "AND version > ?",
+            [*names, reported or 0],
+        ).fetchone()
         out.append(
             GateListState(
                 site=r["site"],
@@ -403,6 +409,8 @@ def gate_lists(conn: sqlite3.Connection, principal: Principal | None) -> list[Ga
                 sent_version=r["sent_version"],
                 reported_version=reported,
                 stale=reported is None or reported < latest,
+                behind=lag[0],
+                stale_since=lag[1],
             )
         )
     return out

@@ -32,6 +32,7 @@ TABS = (
     _tab("alerts", "/alerts", *EVERYONE),
     _tab("police_console", "/police", "police", label="police_tab"),
     _tab("incidents", "/incidents", "admin", "grid_worker", "police"),
+    _tab("doors", "/doors", "admin", "dorm_manager"),
     _tab("cards", "/cards", "admin", "dorm_manager"),
     _tab("clips", "/clips", "admin", "police", "shop_owner"),
     _tab("devices", "/devices", "admin"),

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+import sqlite3
 from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import Conn, actor, signed_in
+from hub.api.sse import event_stream
 from hub.models import Alert, AlertPage, Principal
 from hub.services import alerts, audit
 from hub.services.thumbs import thumbnail
-from hub.store import connect
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
-STREAM_POLL_SECONDS = 0.5
-STREAM_KEEPALIVE_SECONDS = 15.0
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -53,42 +49,14 @@ async def stream(
     principal: Principal = signed_in(),
 ) -> StreamingResponse:
     """Server-sent events: one `alert` event (JSON) per new alert, as the hub stores it."""
-    # One connection for the stream's life, not one per poll: a viewer polls twice a second.
-    conn = connect(request.app.state.db_path)
 
-    def poll(cursor: str | None) -> AlertPage:
-        return alerts.feed(conn, principal, camera=camera, after=cursor, limit=alerts.PAGE_MAX)
+    def poll(conn: sqlite3.Connection, cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        page = alerts.feed(conn, principal, camera=camera, after=cursor, limit=alerts.PAGE_MAX)
+        if cursor is None:  # the stream's start: only what comes from now on
+            return [], page.newest or "0:0"
+        return [("alert", item.model_dump_json()) for item in reversed(page.items)], page.newest or cursor
 
-    async def events() -> AsyncIterator[str]:
-        try:
-            async for chunk in _alert_events(request, poll, after):
-                yield chunk
-        finally:
-            conn.close()
-
-    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
-
-
-async def _alert_events(
-    request: Request, poll: Callable[[str | None], AlertPage], after: str | None
-) -> AsyncIterator[str]:
-    cursor = after
-    if cursor is None:
-        cursor = (await run_in_threadpool(poll, None)).newest or "0:0"
-    idle = 0.0
-    yield "retry: 2000\n\n"
-    while not await request.is_disconnected():
-        page = await run_in_threadpool(poll, cursor)
-        for item in reversed(page.items):
-            yield f"event: alert\ndata: {item.model_dump_json()}\n\n"
-        if page.newest:
-            cursor = page.newest
-        idle = 0.0 if page.items else idle + STREAM_POLL_SECONDS
-        if idle >= STREAM_KEEPALIVE_SECONDS:
-            yield ": keepalive\n\n"
-            idle = 0.0
-        await asyncio.sleep(STREAM_POLL_SECONDS)
+    return event_stream(request, poll, after)
 
 
 @router.get("/{alert_id}", response_model=Alert)
