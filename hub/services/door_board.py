@@ -36,11 +36,11 @@ from hub.services import audit, cards
 from hub.store import transaction
 
 DoorState = Literal["closed", "open", "held_open", "forced", "offline", "unknown"]
-AlarmKind = Literal["forced_open", "held_open", "repeated_denials", "other"]
+AlarmKind = Literal["forced_open", "held_open", "repeated_denials", "tailgating", "other"]
 OPEN_ALARMS_MAX = 200  # unacknowledged alarms on one board: beyond that, the access log
 ACKED_SHOWN_SECONDS = 24 * 3600  # acknowledged alarms stay on the board for a day, with who and why
 ACKED_MAX = 20
-_ALARMS = ("forced_open", "held_open", "repeated_denials")
+_ALARMS = ("forced_open", "held_open", "repeated_denials", "tailgating")
 
 
 class Decision(ApiModel):
