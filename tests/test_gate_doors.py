@@ -15,7 +15,7 @@ from edge_agent.comms import event_priority
 from edge_agent.config import parse_config
 from edge_agent.gate.controller import DENIALS_FOR_ALARM, DoorController, DoorRules
 from edge_agent.gate.credential import CardReadError, encode_wiegand, parse_wiegand
-from edge_agent.gate.door import DoorIOError, GpiodDoor, SimulatedDoor
+from edge_agent.gate.door import DoorIOError, GpiodDoor, GpioWiring, SimulatedDoor
 from edge_agent.gate.engine import Engine
 from edge_agent.gate.loop import GateDoors
 from edge_agent.gate.reader import WedgeLine
@@ -117,7 +117,7 @@ def test_gpio_door_on_a_missing_chip_names_it() -> None:
     else:
         expected = "/dev/gpiochip-none"
     with pytest.raises(DoorIOError, match=expected):
-        GpiodDoor("/dev/gpiochip-none", 17, 27, 22, False, lambda _o, _t: None, lambda _t: None)
+        GpiodDoor(GpioWiring("/dev/gpiochip-none", 17, 27, 22))
 
 
 def test_a_serial_reader_refuses_garbage_and_overlong_lines_and_keeps_reading(tmp_path: Path) -> None:
@@ -146,9 +146,16 @@ def test_a_serial_reader_refuses_garbage_and_overlong_lines_and_keeps_reading(tm
         os.close(master)
 
 
-def test_a_serial_reader_that_cannot_open_leaves_the_other_doors_working(
+def test_readers_and_gpio_chips_that_cannot_open_leave_the_other_doors_working(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Every reader kind and the GPIO door backend, each pointed at something that is not there:
+    each door is logged with its name and device, and the one working door still decides."""
+    r, w = os.pipe()  # a pipe is no input device: the wedge reader cannot grab it
+    (tmp_path / "bad.key").write_text("not a key\n")
+    gpio = {"io": {"backend": "gpiod", "chip": "/dev/gpiochip-none"}, "relay": {"line": 17}}
+    wiegand = {"kind": "wiegand", "chip": "/dev/gpiochip-none", "d0_line": 5, "d1_line": 6}
+    osdp = {"kind": "osdp", "device": "/dev/ttyNONE"}
     config = parse_config(
         yaml.safe_dump(
             {
@@ -156,16 +163,34 @@ def test_a_serial_reader_that_cannot_open_leaves_the_other_doors_working(
                 "doors": {
                     "b07-east": {"building": "b07"},
                     "b07-west": {"building": "b07", "reader": {"kind": "serial", "device": str(tmp_path / "ttyNONE")}},
+                    "b07-wedge": {"building": "b07", "reader": {"kind": "wedge", "device": f"/proc/self/fd/{r}"}},
+                    "b07-wg": {"building": "b07", "reader": wiegand},
+                    "b07-osdp": {"building": "b07", "reader": {**osdp, "key_file": "bad.key"}},
+                    "b07-nokey": {"building": "b07", "reader": {**osdp, "key_file": "none.key"}},
+                    "b07-gpio": {"building": "b07", **gpio},
                 },
             }
-        )
-    )
+        ),
+        base_dir=tmp_path,
+    )  # fmt: skip
     db = open_db(tmp_path / "gate.db")
     rows = {n: DoorRow(n, "b07", "b07", "in", False) for n in config.doors}
     events: list[Event] = []
-    doors = GateDoors(config, Engine(db, rows, "UTC"), events.append)
+    try:
+        doors = GateDoors(config, Engine(db, rows, "UTC"), events.append)
+    finally:
+        os.close(r)
+        os.close(w)
     assert set(doors.controllers) == {"b07-east"}
-    assert "door b07-west: reader b07-west: cannot open serial port" in caplog.text
+    for expected in (
+        "door b07-west: reader b07-west: cannot open serial port",
+        f"door b07-wedge: reader b07-wedge: cannot grab input device /proc/self/fd/{r}",
+        "door b07-wg: cannot open GPIO chip /dev/gpiochip-none lines D0=5 D1=6",
+        f"door b07-osdp: OSDP key file {tmp_path / 'bad.key'}: 32 hex digits expected",
+        f"door b07-nokey: cannot read the OSDP key file {tmp_path / 'none.key'}",
+        "door b07-gpio: door I/O: cannot open GPIO chip /dev/gpiochip-none lines [17]",
+    ):
+        assert expected in caplog.text
     doors.start()
     reader = doors.readers["b07-east"]
     assert isinstance(reader, SimulatorReader)

@@ -83,10 +83,16 @@ def _resolve_paths(config: AgentConfig, base: Path) -> AgentConfig:
         if cam.password_file is not None and not cam.password_file.is_absolute():
             update["password_file"] = base / cam.password_file
         cameras[name] = cam.model_copy(update=update)
+    doors = {}
+    for name, door in config.doors.items():
+        key_file = door.reader.key_file
+        if key_file is not None and not key_file.is_absolute():
+            door = door.model_copy(update={"reader": door.reader.model_copy(update={"key_file": base / key_file})})
+        doors[name] = door
     storage = config.storage
     if not storage.root.is_absolute():
         storage = storage.model_copy(update={"root": base / storage.root})
-    return config.model_copy(update={"storage": storage, "cameras": cameras, "models_dir": models_dir})
+    return config.model_copy(update={"storage": storage, "cameras": cameras, "doors": doors, "models_dir": models_dir})
 
 
 def merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:

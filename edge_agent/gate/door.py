@@ -23,6 +23,9 @@ class DoorIOError(RuntimeError):
 
 
 class DoorIO(Protocol):
+    def watch(self, on_contact: ContactChanged, on_exit: ExitPressed) -> None:
+        """Start reporting the door contact and the exit button to these (the door's controller)."""
+
     def release(self, seconds: float) -> None:
         """Energise (or de-energise, fail-safe locks) the lock relay for `seconds`."""
 
@@ -38,6 +41,9 @@ class SimulatedDoor:
     on_exit: ExitPressed | None = None
     pulses: list[tuple[float, float]] = field(default_factory=list)
     is_open: bool = False
+
+    def watch(self, on_contact: ContactChanged, on_exit: ExitPressed) -> None:
+        self.on_contact, self.on_exit = on_contact, on_exit
 
     def release(self, seconds: float) -> None:
         self.pulses.append((time.time(), seconds))
@@ -61,73 +67,82 @@ class SimulatedDoor:
         pass
 
 
+@dataclass(frozen=True)
+class GpioWiring:
+    """Where a door's I/O is wired: lines of one chip, and which level means active on each."""
+
+    chip: str
+    relay_line: int
+    contact_line: int | None = None
+    exit_line: int | None = None
+    relay_active_low: bool = False
+    contact_active_low: bool = False  # active = the door is open
+    exit_active_low: bool = True  # active = the button is pressed
+
+
 class GpiodDoor:
     """Relay, contact and exit button on lines of one GPIO chip (libgpiod v2). The contact and the
-    button are watched for edges in a thread of their own."""
+    button are watched for edges in a thread of their own, once `watch` names who to tell."""
 
-    def __init__(
-        self,
-        chip: str,
-        relay_line: int,
-        contact_line: int | None,
-        exit_line: int | None,
-        active_low: bool,
-        on_contact: ContactChanged,
-        on_exit: ExitPressed,
-    ) -> None:
+    def __init__(self, wiring: GpioWiring) -> None:
         try:
             import gpiod
             from gpiod.line import Bias, Direction, Edge, Value
         except ImportError:
             raise DoorIOError("door I/O on GPIO needs libgpiod's Python binding: pip install gpiod") from None
         self._value = Value
-        self.relay_line = relay_line
-        self.on_contact, self.on_exit = on_contact, on_exit
-        self.contact_line, self.exit_line = contact_line, exit_line
+        self.wiring = wiring
         config: dict[int, Any] = {
-            relay_line: gpiod.LineSettings(
-                direction=Direction.OUTPUT, active_low=active_low, output_value=Value.INACTIVE
+            wiring.relay_line: gpiod.LineSettings(
+                direction=Direction.OUTPUT, active_low=wiring.relay_active_low, output_value=Value.INACTIVE
             )
         }
-        for line in (contact_line, exit_line):
+        for line, active_low in (
+            (wiring.contact_line, wiring.contact_active_low),
+            (wiring.exit_line, wiring.exit_active_low),
+        ):
             if line is not None:
                 config[line] = gpiod.LineSettings(
-                    direction=Direction.INPUT, edge_detection=Edge.BOTH, bias=Bias.PULL_UP
+                    direction=Direction.INPUT, edge_detection=Edge.BOTH, bias=Bias.PULL_UP, active_low=active_low
                 )
         try:
-            self._request = gpiod.request_lines(chip, consumer="diaolou-gate", config=config)
+            self._request = gpiod.request_lines(wiring.chip, consumer="diaolou-gate", config=config)
         except (OSError, ValueError) as exc:
-            raise DoorIOError(f"cannot open GPIO chip {chip} lines {sorted(config)}: {exc}") from None
+            raise DoorIOError(f"cannot open GPIO chip {wiring.chip} lines {sorted(config)}: {exc}") from None
         self._stop = threading.Event()
         self._timer: threading.Timer | None = None
-        if contact_line is not None or exit_line is not None:
-            threading.Thread(target=self._watch, name=f"gpio-{chip}", daemon=True).start()
+
+    def watch(self, on_contact: ContactChanged, on_exit: ExitPressed) -> None:
+        if self.wiring.contact_line is not None or self.wiring.exit_line is not None:
+            args = (on_contact, on_exit)
+            threading.Thread(target=self._watch, args=args, name=f"gpio-{self.wiring.chip}", daemon=True).start()
 
     def release(self, seconds: float) -> None:
-        self._request.set_value(self.relay_line, self._value.ACTIVE)
+        line = self.wiring.relay_line
+        self._request.set_value(line, self._value.ACTIVE)
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = threading.Timer(seconds, self._request.set_value, (self.relay_line, self._value.INACTIVE))
+        self._timer = threading.Timer(seconds, self._request.set_value, (line, self._value.INACTIVE))
         self._timer.daemon = True
         self._timer.start()
 
-    def _watch(self) -> None:
+    def _watch(self, on_contact: ContactChanged, on_exit: ExitPressed) -> None:
         import datetime
 
         while not self._stop.is_set():
             if not self._request.wait_edge_events(datetime.timedelta(seconds=0.5)):
                 continue
             for event in self._request.read_edge_events():
-                at = event.timestamp_ns / 1e9 if event.timestamp_ns > 1e17 else time.time()
-                if event.line_offset == self.contact_line:
-                    # Pulled up: a closed door holds the contact low; open is high.
-                    self.on_contact(self._request.get_value(self.contact_line) == self._value.ACTIVE, at)
-                elif event.line_offset == self.exit_line and event.event_type == event.Type.FALLING_EDGE:
-                    self.on_exit(at)
+                # Edge timestamps are on the kernel's monotonic clock; events are wall-clock times.
+                at = time.time()
+                if event.line_offset == self.wiring.contact_line:
+                    on_contact(self._request.get_value(event.line_offset) == self._value.ACTIVE, at)
+                elif event.line_offset == self.wiring.exit_line and event.event_type == event.Type.RISING_EDGE:
+                    on_exit(at)  # active-low applied: rising is the button going down
 
     def close(self) -> None:
         self._stop.set()
         if self._timer is not None:
             self._timer.cancel()
-        self._request.set_value(self.relay_line, self._value.INACTIVE)
+        self._request.set_value(self.wiring.relay_line, self._value.INACTIVE)
         self._request.release()

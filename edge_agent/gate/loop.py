@@ -1,8 +1,8 @@
 """The gate doors of a running agent: per door a reader, door I/O and a controller, and a thread
-that reads cards and checks the door's timers. Built from the config: readers are the simulator
-or a serial reader and door I/O the simulated backend; `door.GpiodDoor` drives real lines but
-is not yet selectable from the config. A door with a camera gets a `DoorCamera`, which the
-camera's analysis feeds (`watchers`)."""
+that reads cards and checks the door's timers. Built from the config (`drivers`: whichever reader
+kind and door-I/O backend each door names); a door whose reader or GPIO chip cannot open is
+logged with its name and device and left out, and the other doors keep working. A door with a
+camera gets a `DoorCamera`, which the camera's analysis feeds (`watchers`)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,12 @@ from edge_agent.config.doors import DoorConfig
 from edge_agent.config.schema import AgentConfig
 from edge_agent.gate.controller import DoorController, DoorRules
 from edge_agent.gate.credential import CardReadError
-from edge_agent.gate.door import DoorIO, SimulatedDoor
+from edge_agent.gate.door import DoorIO, DoorIOError
 from edge_agent.gate.doorcam import DoorCamera
 from edge_agent.gate.doorline import DoorLine, TailgateCounter
+from edge_agent.gate.drivers import open_door_io, open_reader
 from edge_agent.gate.engine import Engine
 from edge_agent.gate.reader import Reader
-from edge_agent.gate.serial_reader import SerialReader
-from edge_agent.gate.simulator import SimulatorReader
 
 log = logging.getLogger("diaolou.gate")
 READ_TIMEOUT_S = 0.5  # how often a door's timers (held open) are checked while no card comes
@@ -43,29 +42,26 @@ class GateDoors:
         self.cameras: dict[str, DoorCamera] = {}
         for name, door in config.doors.items():
             rules = DoorRules(name, door.building, door.relay.pulse_seconds, door.contact.held_open_seconds)
-            sim = SimulatedDoor()
-            camera = door_camera(name, door, config.storage.root, send_snapshot)
-            controller = DoorController(rules, engine, sim, emit, camera)
-            sim.on_contact, sim.on_exit = controller.on_contact, controller.on_exit
             try:
-                self.readers[name] = self._reader(name, door.reader.kind, door.reader.device)
-            except (OSError, ValueError) as exc:  # one dead reader must not stop the other doors
-                log.error("door %s: %s; this door reads no card until it is fixed", name, exc)
+                io = open_door_io(door)
+            except (DoorIOError, ValueError) as exc:  # one dead door must not stop the others
+                log.error("door %s: door I/O: %s; this door is out of service until it is fixed", name, exc)
                 continue
-            self.io[name] = sim
+            try:
+                self.readers[name] = open_reader(name, door.reader)
+            except (OSError, ValueError) as exc:
+                log.error("door %s: %s; this door reads no card until it is fixed", name, exc)
+                io.close()
+                continue
+            camera = door_camera(name, door, config.storage.root, send_snapshot)
+            controller = DoorController(rules, engine, io, emit, camera)
+            io.watch(controller.on_contact, controller.on_exit)
+            self.io[name] = io
             self.controllers[name] = controller
             if camera is not None:
                 self.cameras[name] = camera
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-
-    @staticmethod
-    def _reader(name: str, kind: str, device: str | None) -> Reader:
-        if kind == "serial":
-            if device is None:
-                raise ValueError(f"door {name}: a serial reader needs `reader.device` (e.g. /dev/ttyS1)")
-            return SerialReader(name, device)
-        return SimulatorReader(name)
 
     def watchers(self, camera: str) -> list[DoorCamera]:
         """The doors `camera` watches: its analysis hands them its frames and tracks."""

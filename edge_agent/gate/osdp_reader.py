@@ -8,7 +8,9 @@ refused with its reason.
 
 from __future__ import annotations
 
+import string
 import threading
+from pathlib import Path
 from typing import Any
 
 from edge_agent.gate.credential import CardReadError, Credential
@@ -72,3 +74,51 @@ class OsdpReader:
     def close(self) -> None:
         with self._lock:
             self._cp.stop()
+
+
+def read_key_file(path: Path) -> bytes:
+    """The secure channel key in `path`: 32 hex digits (spaces and a trailing newline allowed)."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise OSError(f"cannot read the OSDP key file {path}: {exc.strerror}") from None
+    digits = "".join(text.split())
+    if len(digits) != 2 * SCBK_BYTES or set(digits) - set(string.hexdigits):
+        raise ValueError(
+            f"OSDP key file {path}: {2 * SCBK_BYTES} hex digits expected (a 128-bit key), found {len(digits)}"
+        )
+    return bytes.fromhex(digits)
+
+
+def open_osdp_reader(name: str, device: str, baudrate: int, address: int, key_file: Path) -> OsdpReader:
+    """An OSDP reader on the RS-485 port `device` (pyserial), its key read from `key_file`."""
+    key = read_key_file(key_file)
+    try:
+        import osdp
+        import serial
+    except ImportError:
+        raise OSError(
+            "an OSDP reader needs libosdp and pyserial: pip install libosdp pyserial (the `gate` extra)"
+        ) from None
+
+    class SerialChannel(osdp.Channel):  # type: ignore[misc]
+        """libosdp's transport over the port: it polls, so reads never block."""
+
+        def __init__(self, port: Any) -> None:
+            super().__init__()
+            self.port = port
+
+        def read(self, max_bytes: int) -> bytes:
+            return bytes(self.port.read(max_bytes))
+
+        def write(self, buf: bytes) -> int:
+            return int(self.port.write(buf))
+
+        def flush(self) -> None:
+            self.port.reset_input_buffer()
+
+    try:
+        port = serial.Serial(device, baudrate, timeout=0)
+    except (OSError, ValueError, serial.SerialException) as exc:
+        raise OSError(f"reader {name}: cannot open serial port {device}: {exc}") from None
+    return OsdpReader(name, SerialChannel(port), address, key)
