@@ -154,6 +154,14 @@ class Agent:
             if camera.detect.enabled:
                 self._start_analysis(name, camera, sources.detect or sources.main)
         if self.doors is not None:
+            for door, watch in self.doors.cameras.items():
+                if watch.camera not in self.analysis:  # its error is logged above
+                    log.error(
+                        "door %s: camera %s is not analysed: the door's events go without a picture and "
+                        "tailgating is not counted until it is",
+                        door,
+                        watch.camera,
+                    )
             self.doors.start()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         self._housekeeper.start()

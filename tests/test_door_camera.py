@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import pytest
 
 from contract import Event
 from contract.messages import MAX_PAYLOAD_BYTES, check_snapshot
+from edge_agent.agent import Agent
 from edge_agent.analysis import ActivityLedger, AnalysisWorker
 from edge_agent.capture.frames import iter_frames
 from edge_agent.capture.sources import StreamSpec
@@ -250,3 +252,28 @@ def test_a_door_camera_needs_its_detection(tmp_path: Path) -> None:
     raw["doors"]["b07-east"]["camera"] = "gatecam"
     with pytest.raises(ValueError, match=re.escape("detect.enabled: false; a door camera needs detection on")):
         AgentConfig.model_validate(raw)
+
+
+def test_a_door_camera_without_its_model_still_lets_residents_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The door camera's detection cannot start (its model is not installed): the agent says so,
+    naming the door, and the door decides and releases as before, its events without a picture."""
+    raw = config(tmp_path, **DOOR).model_dump(mode="json")
+    raw["mqtt"]["enabled"] = False
+    raw["cameras"]["gatecam"]["source"] = "rtsp://127.0.0.1:1/door"  # refused at once
+    cfg = AgentConfig.model_validate(raw)
+    gate = Gate(cfg, create=True)
+    put_credential(gate.db, put_holder(gate.db, "E001", "李伟", "b07", room="301"), "wiegand26", 26, 12, 1)
+    gate.close()
+    agent = Agent(cfg)
+    with caplog.at_level("ERROR"):
+        agent.start()
+    try:
+        assert "door b07-east: camera gatecam is not analysed" in caplog.text
+        assert agent.doors is not None
+        controller, camera = agent.doors.controllers["b07-east"], agent.doors.cameras["b07-east"]
+        assert controller.on_card(parse_wiegand(encode_wiegand(26, 12, 1)), time.time()).granted
+        assert camera.grab(time.time()) is None and camera.shipped == 0
+    finally:
+        agent.shutdown()
