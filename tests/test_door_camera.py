@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,17 @@ from edge_agent.capture.frames import iter_frames
 from edge_agent.capture.sources import StreamSpec
 from edge_agent.clock import WallClock
 from edge_agent.config.schema import AgentConfig
+from edge_agent.detectors.base import Box
 from edge_agent.detectors.loader import load_detector
 from edge_agent.events.store import EventStore
 from edge_agent.gate.credential import encode_wiegand, parse_wiegand
 from edge_agent.gate.doorcam import DoorCamera, Grab
-from edge_agent.gate.doorline import DoorLine
+from edge_agent.gate.doorline import DoorLine, TailgateCounter, Tailgating
 from edge_agent.gate.loop import GateDoors
 from edge_agent.gate.service import Gate
 from edge_agent.gate.store import put_credential, put_holder
 from edge_agent.pipeline import CameraAnalyzer
+from edge_agent.track.tracker import Track
 from models.registry import install_model
 from tests.conftest import SHARED
 
@@ -277,3 +280,25 @@ def test_a_door_camera_without_its_model_still_lets_residents_in(
         assert camera.grab(time.time()) is None and camera.shipped == 0
     finally:
         agent.shutdown()
+
+
+def walker(track_id: int, x0: float, x1: float, confirmed: bool = True) -> Track:
+    """A track whose feet went from x0 to x1 (of a 100 px wide frame), at mid-height."""
+    start, now = Box(x0 - 5, 20, x0 + 5, 50), Box(x1 - 5, 20, x1 + 5, 50)
+    return Track(track_id, now, 0.0, 0.0, "person", deque([0.9]), confirmed=confirmed, first_box=start)
+
+
+def test_each_person_beyond_the_grants_of_an_opening_is_one_finding() -> None:
+    counter = TailgateCounter(DoorLine((0.5, 0.0), (0.5, 1.0), inside=(0.9, 0.5)))
+    counter.grant(T, T + 33)
+    assert counter.observe(T + 2, [walker(1, 20, 70)], 100, 100) is None  # the card holder
+    assert counter.observe(T + 3, [walker(1, 20, 70)], 100, 100) is None  # counted once
+    assert counter.observe(T + 3, [walker(2, 20, 70, confirmed=False)], 100, 100) is None  # not a person yet
+    first = counter.observe(T + 4, [walker(2, 20, 70), walker(3, 80, 30)], 100, 100)  # 3 leaves
+    assert first == Tailgating(T + 4, grants=1, persons=2)
+    assert counter.observe(T + 5, [walker(4, 20, 70)], 100, 100) == Tailgating(T + 5, grants=1, persons=3)
+    counter.grant(T + 10, T + 43)  # a card for the next one: no finding
+    assert counter.observe(T + 11, [walker(5, 20, 70)], 100, 100) is None
+    assert counter.observe(T + 60, [walker(6, 20, 70)], 100, 100) is None  # the door had closed
+    counter.grant(T + 100, T + 133)  # a new opening starts from nothing
+    assert counter.observe(T + 101, [walker(7, 20, 70)], 100, 100) is None

@@ -9,8 +9,9 @@ Judging from where the track appeared (not from the last frame) is what makes th
 track's side is decided by a real walk, not by a few pixels of noise across the line.
 
 The door's open time is a session: a grant opens it until the relay's pulse plus the held-open
-window has passed, a grant within it extends it. Crossings within a session count; the first
-crossing beyond the session's grants raises one finding (one alarm per session, counts in it).
+window has passed, a grant within it extends it. Crossings within a session count; each person
+beyond the session's grants raises one finding (at a busy door the session runs on from card to
+card: one alarm per session would hide every tailgater after the first).
 A grant whose holder did not walk in leaves its place to one more person in that session: the
 count is per door opening, not per card, as an installer would count it at the door.
 """
@@ -84,14 +85,14 @@ class TailgateCounter:
         self._open_until = float("-inf")
         self._grants = 0
         self._persons = 0
-        self._alarmed = False
+        self._alarmed = 0  # persons beyond the grants already reported in this session
         self._counted: set[int] = set()  # track ids that crossed (each counts once)
 
     def grant(self, at: float, until: float) -> None:
         """A grant at `at`; the door may let people in until `until` (pulse + held-open window)."""
         with self._lock:
             if at > self._open_until:  # the door had closed: a new opening
-                self._grants, self._persons, self._alarmed = 0, 0, False
+                self._grants, self._persons, self._alarmed = 0, 0, 0
             self._grants += 1
             self._open_until = max(self._open_until, until)
 
@@ -114,7 +115,7 @@ class TailgateCounter:
             if t > self._open_until:
                 return None  # nobody was let in: a door opened without a grant is forced_open's business
             self._persons += crossed
-            if self._alarmed or self._persons <= self._grants:
+            if self._persons - self._grants <= self._alarmed:
                 return None
-            self._alarmed = True
+            self._alarmed = self._persons - self._grants
             return Tailgating(t, self._grants, self._persons)
