@@ -10,39 +10,32 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
-import gpiod
 import pytest
 import yaml
 
 from edge_agent.config import ConfigError, parse_config
 from edge_agent.gate.credential import CardReadError, encode_wiegand
-from edge_agent.gate.wedge_reader import EV_KEY, EVENT, KEY_ENTER, KEY_KPENTER, KEY_LEFTSHIFT, WedgeReader
-from edge_agent.gate.wiegand_reader import GpiodEdges, WiegandReader, request_wiegand_lines
+from edge_agent.gate.wedge_reader import EV_KEY, EVENT, KEY_ENTER, KEY_KPENTER, WedgeReader, encode_line
+from edge_agent.gate.wiegand_reader import GpiodEdges, RecordedLines, WiegandReader, request_wiegand_lines
 
 # ---- keyboard wedge -------------------------------------------------------------------------
 
-EV_SYN, EV_MSC = 0, 4
-KEYS = {"1": 2, "2": 3, "3": 4, "4": 5, "5": 6, "6": 7, "7": 8, "8": 9, "9": 10, "0": 11, "a": 30, "b": 48}
-KEYPAD = {"7": 71, "8": 72, "9": 73, "4": 75, "5": 76, "6": 77, "1": 79, "2": 80, "3": 81, "0": 82}
+KEYS = {"7": 8}
 
 
 def key(code: int, value: int) -> bytes:
-    """What the kernel writes for one key change: a scan code, the key event, a report boundary."""
-    return EVENT.pack(1_790_000_000, 0, EV_MSC, 4, 0x70000 + code) + EVENT.pack(
-        1_790_000_000, 0, EV_KEY, code, value
-    ) + EVENT.pack(1_790_000_000, 0, EV_SYN, 0, 0)  # fmt: skip
+    return EVENT.pack(1_790_000_000, 0, EV_KEY, code, value)
 
 
-def typed(text: str, keypad: bool = False, enter: int = KEY_ENTER) -> bytes:
-    out = b""
-    for char in text:
-        code = (KEYPAD if keypad else KEYS)["1" if char == "!" else char.lower()]
-        if char.isupper() or char == "!":
-            out += key(KEY_LEFTSHIFT, 1) + key(code, 1) + key(code, 0) + key(KEY_LEFTSHIFT, 0)
-        else:
-            out += key(code, 1) + key(code, 0)
-    return out + key(enter, 1) + key(enter, 0)
+KEYPAD = {"7": 71, "8": 72, "9": 73, "4": 75, "5": 76, "6": 77, "1": 79, "2": 80, "3": 81, "0": 82}
+
+
+def on_keypad(text: str) -> bytes:
+    """Digits typed on the numeric keypad, bare key events (no scan codes or report boundaries)."""
+    keys = [KEYPAD[char] for char in text] + [KEY_KPENTER]
+    return b"".join(key(code, 1) + key(code, 0) for code in keys)
 
 
 def feed(fd: int, data: bytes) -> threading.Thread:
@@ -64,13 +57,13 @@ def wedge() -> Iterator[tuple[WedgeReader, int]]:
 
 def test_a_wedge_reader_reads_card_numbers_from_kernel_input_events(wedge: tuple[WedgeReader, int]) -> None:
     reader, w = wedge
-    data = typed("0012345678")
+    data = encode_line("0012345678")
     os.write(w, data[:37])  # the kernel's structs may arrive split anywhere
     assert reader.read(0.05) is None
     os.write(w, data[37:])
     card = reader.read(2)
     assert card is not None and (card.format, card.number, card.raw) == ("number", 12345678, "0012345678")
-    os.write(w, typed("4321", keypad=True, enter=KEY_KPENTER) + typed("99"))  # two lines in one read
+    os.write(w, on_keypad("4321") + encode_line("99"))  # two lines in one read
     assert [c.number for c in (reader.read(2), reader.read(2)) if c is not None] == [4321, 99]
     assert reader.read(0.1) is None
 
@@ -84,14 +77,14 @@ def test_a_wedge_reader_refuses_a_stuck_key_and_garbage_and_reads_the_next_card(
     with pytest.raises(CardReadError, match="keyboard line too long: 5000 keys before Enter"):
         reader.read(5)
     writer.join(5)
-    os.write(w, typed("12ab") + typed("!1") + typed(""))
+    os.write(w, encode_line("12ab") + encode_line("!1") + encode_line(""))
     with pytest.raises(CardReadError, match="'12ab' is not a card number"):
         reader.read(2)
     with pytest.raises(CardReadError, match="'!1' is not a card number"):
         reader.read(2)
     with pytest.raises(CardReadError, match="empty keyboard line"):
         reader.read(2)
-    os.write(w, typed("42"))
+    os.write(w, encode_line("42"))
     card = reader.read(2)
     assert card is not None and card.number == 42
 
@@ -100,7 +93,7 @@ def test_a_wedge_reader_that_is_unplugged_says_so_and_reads_nothing(
     wedge: tuple[WedgeReader, int], caplog: pytest.LogCaptureFixture
 ) -> None:
     reader, w = wedge
-    os.write(w, typed("7"))
+    os.write(w, encode_line("7"))
     r2, w2 = os.pipe()
     os.dup2(r2, w)  # the test's write end is gone: the reader sees end of file, as on an unplug
     os.close(w2)
@@ -126,38 +119,14 @@ def test_a_wedge_device_that_is_missing_or_cannot_be_grabbed_is_named(tmp_path: 
 # ---- Wiegand on GPIO ------------------------------------------------------------------------
 
 D0, D1 = 5, 6
-FALLING, RISING = gpiod.EdgeEvent.Type.FALLING_EDGE.value, gpiod.EdgeEvent.Type.RISING_EDGE.value
 
 
-class Recording:
-    """A line request replaying recorded edge events: `gpiod.LineRequest`'s two reading methods."""
-
+class Recording(RecordedLines):
     def __init__(self) -> None:
-        self.events: list[gpiod.EdgeEvent] = []
-        self._seq = 0
-        self._quiet = threading.Event()  # never set: waiting on an empty recording blocks like a line
+        super().__init__(D0, D1)
 
-    def add(self, ns: int, line: int, kind: int = FALLING) -> None:
-        self._seq += 1
-        self.events.append(gpiod.EdgeEvent(kind, ns, line, self._seq, self._seq))
-
-    def frame(self, bits: str, start_s: float, spacing_s: float = 0.002) -> None:
-        """Each bit a 50 us low pulse on D0 or D1 (falling then rising edge), `spacing_s` apart."""
-        for i, bit in enumerate(bits):
-            ns = int((start_s + i * spacing_s) * 1e9)
-            line = D1 if bit == "1" else D0
-            self.add(ns, line, FALLING)
-            self.add(ns + 50_000, line, RISING)
-
-    def wait_edge_events(self, timeout: float | None = None) -> bool:
-        if not self.events:
-            self._quiet.wait(timeout)
-        return bool(self.events)
-
-    def read_edge_events(self, max_events: int | None = None) -> list[gpiod.EdgeEvent]:
-        n = len(self.events) if max_events is None else max_events
-        out, self.events = self.events[:n], self.events[n:]
-        return out
+    def add(self, ns: int, line: int) -> None:
+        self.edge(ns, line)
 
 
 def wiegand(recording: Recording) -> WiegandReader:
@@ -269,3 +238,10 @@ def test_a_fully_wired_door_config_is_accepted() -> None:
     )
     door = config.doors["b07-east"]
     assert (door.relay.line, door.contact.line, door.exit_button.line, door.reader.frame_gap_ms) == (17, 27, 22, 25)
+
+
+def test_the_door_examples_in_the_installers_guide_are_valid_configs() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "gates.md").read_text(encoding="utf-8")
+    examples = [block for block in re.findall(r"```yaml\n(.*?)```", text, re.S) if "reader:" in block]
+    kinds = {next(iter(parse_config(block).doors.values())).reader.kind for block in examples}
+    assert kinds == {"simulator", "serial", "osdp", "wedge", "wiegand"}

@@ -33,7 +33,8 @@ log = logging.getLogger("diaolou.gate")
 # struct input_event { struct timeval time; __u16 type; __u16 code; __s32 value; }: timeval is two
 # C longs, so 24 bytes on 64-bit boards and 16 on 32-bit ones; native `l` follows the platform.
 EVENT = struct.Struct("@llHHi")
-EV_KEY = 1
+EV_SYN, EV_KEY, EV_MSC = 0, 1, 4
+MSC_SCAN = 4
 KEY_UP, KEY_DOWN, KEY_REPEAT = 0, 1, 2
 EVIOCGRAB = 0x40044590  # _IOW('E', 0x90, int)
 REOPEN_EVERY_S = 2.0  # an unplugged reader is looked for again this often
@@ -55,6 +56,31 @@ def char_of(code: int, shifted: bool) -> str:
     if code in _LETTERS:
         return _LETTERS[code].upper() if shifted else _LETTERS[code]
     return _KEYPAD.get(code, UNKNOWN_KEY)
+
+
+def encode_line(text: str, enter: int = KEY_ENTER) -> bytes:
+    """What the kernel writes while a reader types `text` and Enter (tests, the bench): per key a scan
+    code, the key going down, a report boundary, the key coming up, a boundary; Shift for capitals."""
+    codes = {char: code for code, char in (_DIGITS | _LETTERS).items()}
+    shifted = {char: code for code, char in _SHIFTED_DIGITS.items()}
+
+    def key(code: int, value: int) -> bytes:
+        return (
+            EVENT.pack(0, 0, EV_MSC, MSC_SCAN, 0x70000 + code)
+            + EVENT.pack(0, 0, EV_KEY, code, value)
+            + EVENT.pack(0, 0, EV_SYN, 0, 0)
+        )
+
+    out = []
+    for char in text:
+        if char in shifted or char.isupper():
+            code = shifted.get(char) or codes[char.lower()]
+            out.append(
+                key(KEY_LEFTSHIFT, KEY_DOWN) + key(code, KEY_DOWN) + key(code, KEY_UP) + key(KEY_LEFTSHIFT, KEY_UP)
+            )
+        else:
+            out.append(key(codes[char], KEY_DOWN) + key(codes[char], KEY_UP))
+    return b"".join(out) + key(enter, KEY_DOWN) + key(enter, KEY_UP)
 
 
 class WedgeLines:

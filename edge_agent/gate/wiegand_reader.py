@@ -16,6 +16,7 @@ readers: they need a level shifter or divider before a 3.3 V GPIO (docs/gates.md
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -150,3 +151,39 @@ class WiegandReader:
 def open_wiegand_reader(name: str, chip: str, d0_line: int, d1_line: int, gap_s: float) -> WiegandReader:
     request = request_wiegand_lines(chip, d0_line, d1_line, f"diaolou-{name}")
     return WiegandReader(name, GpiodEdges(request, d0_line, d1_line), gap_s)
+
+
+class RecordedLines:
+    """A recording standing in for a libgpiod line request (tests, the bench): the two methods the
+    reader calls, over real `gpiod.EdgeEvent`s; waiting on an empty recording blocks like a quiet line."""
+
+    def __init__(self, d0_line: int, d1_line: int) -> None:
+        self.d0_line, self.d1_line = d0_line, d1_line
+        self.events: list[Any] = []
+        self._seq = 0
+        self._quiet = threading.Event()  # never set
+
+    def edge(self, ns: int, line: int, falling: bool = True) -> None:
+        import gpiod
+
+        kind = gpiod.EdgeEvent.Type.FALLING_EDGE if falling else gpiod.EdgeEvent.Type.RISING_EDGE
+        self._seq += 1
+        self.events.append(gpiod.EdgeEvent(kind.value, ns, line, self._seq, self._seq))
+
+    def frame(self, bits: str, start_s: float, spacing_s: float = 0.002) -> None:
+        """A reader sending `bits`: each a 50 us low pulse on D0 or D1, `spacing_s` apart."""
+        for i, bit in enumerate(bits):
+            ns = int((start_s + i * spacing_s) * 1e9)
+            line = self.d1_line if bit == "1" else self.d0_line
+            self.edge(ns, line)
+            self.edge(ns + 50_000, line, falling=False)
+
+    def wait_edge_events(self, timeout: float | None = None) -> bool:
+        if not self.events:
+            self._quiet.wait(timeout)
+        return bool(self.events)
+
+    def read_edge_events(self, max_events: int | None = None) -> list[Any]:
+        n = len(self.events) if max_events is None else max_events
+        out, self.events = self.events[:n], self.events[n:]
+        return out
