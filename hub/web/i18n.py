@@ -248,7 +248,7 @@ STRINGS: dict[str, dict[Lang, str]] = {
     "door_offline": {"zh": "离线", "en": "Offline"},
     "door_unknown": {"zh": "无门磁信号", "en": "No contact signal"},
     "door_since": {"zh": "自", "en": "since"},
-    "last_swipe": {"zh": "最近刷卡", "en": "Last swipe"},
+    "last_swipe": {"zh": "最近刷卡：", "en": "Last swipe: "},
     "open_alarms": {"zh": "未处理告警", "en": "Open alarms"},
     "door_alarms": {"zh": "门禁告警", "en": "Door alarms"},
     "no_door_alarms": {"zh": "没有待处理的告警。", "en": "No alarms to handle."},

@@ -34,7 +34,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (d.last_decision) {
       const x = d.last_decision;
       const text = x.granted ? w("granted") : `${w("denied")} · ${w(`reason_${x.reason}`, x.reason)}`;
-      const swipe = el("div", "meta", `${w("last_swipe")}: ${text} · `);
+      const swipe = el("div", "meta", `${w("last_swipe")}${text} · `);
       swipe.append(when(x.time));
       li.append(swipe);
     }
