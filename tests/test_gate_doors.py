@@ -4,11 +4,15 @@ libgpiod backend refuses a chip that is not there with words that name it."""
 
 from __future__ import annotations
 
+import datetime
 import os
+import threading
 from pathlib import Path
 
+import gpiod
 import pytest
 import yaml
+from gpiod.line import Value
 
 from contract import Event
 from edge_agent.comms import event_priority
@@ -198,3 +202,56 @@ def test_readers_and_gpio_chips_that_cannot_open_leave_the_other_doors_working(
     assert wait_for(lambda: len(events) == 1, timeout=5)
     assert events[0].detail["reason"] == "unknown_card"
     doors.stop()
+
+
+class RecordedDoorLines:
+    """A libgpiod line request for a door's lines: set values are noted, input edges replayed."""
+
+    def __init__(self) -> None:
+        self.outputs: list[tuple[int, Value]] = []
+        self.edges: list[gpiod.EdgeEvent] = []
+        self.ready = threading.Event()
+        self.lock = threading.Lock()
+        self.released = False
+
+    def set_value(self, line: int, value: Value) -> None:
+        self.outputs.append((line, value))
+
+    def wait_edge_events(self, timeout: datetime.timedelta) -> bool:
+        return self.ready.wait(timeout.total_seconds())
+
+    def read_edge_events(self) -> list[gpiod.EdgeEvent]:
+        with self.lock:
+            out, self.edges = self.edges, []
+            self.ready.clear()
+        return out
+
+    def edge(self, line: int, rising: bool) -> None:
+        kind = gpiod.EdgeEvent.Type.RISING_EDGE if rising else gpiod.EdgeEvent.Type.FALLING_EDGE
+        with self.lock:
+            self.edges.append(gpiod.EdgeEvent(kind.value, 0, line, 1, 1))
+            self.ready.set()
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_gpio_door_lines_drive_the_relay_and_report_contact_and_exit_button() -> None:
+    """The GPIO backend's own code over recorded lines: the relay goes active for the pulse and
+    back, an open contact and an exit press reach the controller; levels are logical (libgpiod
+    applies each line's active-low)."""
+    lines = RecordedDoorLines()
+    io = GpiodDoor(GpioWiring("/dev/gpiochip0", 17, 27, 22, relay_active_low=True), request=lines)
+    seen: list[object] = []
+    io.watch(lambda is_open, _at: seen.append("open" if is_open else "closed"), lambda _at: seen.append("exit"))
+    io.release(0.2)
+    assert wait_for(lambda: len(lines.outputs) == 2, timeout=5)
+    assert lines.outputs == [(17, Value.ACTIVE), (17, Value.INACTIVE)]
+    lines.edge(22, rising=True)  # the button pressed
+    lines.edge(22, rising=False)  # and let go: no second press
+    lines.edge(27, rising=True)  # edges read in one burst: each keeps its own direction
+    lines.edge(27, rising=False)
+    assert wait_for(lambda: len(seen) == 3, timeout=5)
+    assert seen == ["exit", "open", "closed"]
+    io.close()
+    assert lines.released and lines.outputs[-1] == (17, Value.INACTIVE)

@@ -8,12 +8,20 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import osdp
 import pytest
+import yaml
 
+from contract import Event
+from edge_agent.config import parse_config
 from edge_agent.gate.credential import CardReadError, encode_wiegand
+from edge_agent.gate.engine import Engine
+from edge_agent.gate.loop import GateDoors
 from edge_agent.gate.osdp_reader import OsdpReader, frame_of
+from edge_agent.gate.store import DoorRow, open_db
+from tests.conftest import wait_for
 
 KEY = bytes(range(16))
 ADDRESS = 101
@@ -98,3 +106,40 @@ def test_ascii_card_data_is_a_typed_number_and_events_that_are_no_card_are_refus
         frame_of({"event": 1, "format": 1, "length": 26, "data": b"\x01\x02"})
     with pytest.raises(CardReadError, match="neither raw Wiegand nor ASCII"):
         frame_of({"event": 1, "format": 0, "length": 8, "data": b"\x01"})
+
+
+def test_an_osdp_reader_from_agent_yaml_reads_cards_over_a_serial_port(tmp_path: Path) -> None:
+    """The gate loop builds the reader from its config (port, address, key file): a pseudo-terminal
+    stands in for the RS-485 port, a libosdp reader sits on its other end with the same key."""
+    master, slave = os.openpty()
+    (tmp_path / "b07-east.scbk").write_text(KEY.hex() + "\n")
+    reader = {"kind": "osdp", "device": os.ttyname(slave), "address": ADDRESS, "key_file": "b07-east.scbk"}
+    config = parse_config(
+        yaml.safe_dump(
+            {"storage": {"root": str(tmp_path)}, "doors": {"b07-east": {"building": "b07", "reader": reader}}}
+        ),
+        base_dir=tmp_path,
+    )
+    pd = osdp.PeripheralDevice(
+        osdp.PDInfo(ADDRESS, PipeChannel(master, master), scbk=KEY),
+        osdp.PDCapabilities([]),
+        log_level=osdp.LogLevel.Error,
+    )
+    pd.start()
+    db = open_db(tmp_path / "gate.db")
+    events: list[Event] = []
+    doors = GateDoors(
+        config, Engine(db, {"b07-east": DoorRow("b07-east", "b07", "b07", "in", False)}, "UTC"), events.append
+    )
+    try:
+        assert set(doors.controllers) == {"b07-east"}
+        doors.start()
+        assert pd.submit_event(card(encode_wiegand(26, 12, 34567)))
+        assert wait_for(lambda: any(e.kind == "access" for e in events), timeout=20)
+        access = next(e.detail for e in events if e.kind == "access")
+        assert (access["card"], access["reason"]) == ("12/34567", "unknown_card")
+    finally:
+        doors.stop()
+        pd.stop()
+        os.close(master)
+        os.close(slave)

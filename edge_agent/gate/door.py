@@ -84,7 +84,8 @@ class GpiodDoor:
     """Relay, contact and exit button on lines of one GPIO chip (libgpiod v2). The contact and the
     button are watched for edges in a thread of their own, once `watch` names who to tell."""
 
-    def __init__(self, wiring: GpioWiring) -> None:
+    def __init__(self, wiring: GpioWiring, request: Any = None) -> None:
+        """`request`: lines already requested (a test's recording); by default they are requested here."""
         try:
             import gpiod
             from gpiod.line import Bias, Direction, Edge, Value
@@ -106,7 +107,7 @@ class GpiodDoor:
                     direction=Direction.INPUT, edge_detection=Edge.BOTH, bias=Bias.PULL_UP, active_low=active_low
                 )
         try:
-            self._request = gpiod.request_lines(wiring.chip, consumer="diaolou-gate", config=config)
+            self._request = request or gpiod.request_lines(wiring.chip, consumer="diaolou-gate", config=config)
         except (OSError, ValueError) as exc:
             raise DoorIOError(f"cannot open GPIO chip {wiring.chip} lines {sorted(config)}: {exc}") from None
         self._stop = threading.Event()
@@ -135,10 +136,14 @@ class GpiodDoor:
             for event in self._request.read_edge_events():
                 # Edge timestamps are on the kernel's monotonic clock; events are wall-clock times.
                 at = time.time()
+                # libgpiod applies each line's active-low to its edges: rising means "became active"
+                # (door open, button down). The edge, not the line's level now: in a burst of edges
+                # read together the level is the last one's, and an opening would read as closed.
+                rising = event.event_type == event.Type.RISING_EDGE
                 if event.line_offset == self.wiring.contact_line:
-                    on_contact(self._request.get_value(event.line_offset) == self._value.ACTIVE, at)
-                elif event.line_offset == self.wiring.exit_line and event.event_type == event.Type.RISING_EDGE:
-                    on_exit(at)  # active-low applied: rising is the button going down
+                    on_contact(rising, at)
+                elif event.line_offset == self.wiring.exit_line and rising:
+                    on_exit(at)
 
     def close(self) -> None:
         self._stop.set()
