@@ -196,3 +196,4 @@ def test_an_admin_follows_play_back_from_the_access_log(page: Page, url: str, se
     link.click()
     expect(page).to_have_url(re.compile(re.escape(f"/cameras/{CAMERA}/playback?t={int(seeded.swipe_at - 5)}") + "$"))
     expect(page.locator("#playback")).to_have_attribute("data-camera", CAMERA)
+    page.goto("about:blank")  # close the page's playback socket: the server then stops at once

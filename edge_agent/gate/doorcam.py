@@ -19,6 +19,7 @@ bounded: swipes faster than JPEGs are made drop snapshots (logged), they never h
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -42,6 +43,9 @@ log = logging.getLogger("diaolou.gate")
 # someone else, so the event goes without a picture rather than with a wrong one.
 MAX_FRAME_AGE_S = 2.0
 QUEUE_MAX = 8  # snapshots waiting to be encoded (a JPEG of a 640 px frame takes ~5-20 ms)
+# The snapshot thread runs at a lower priority (Linux nice is per thread): on a box whose cores are
+# busy (detection, recording) a card arriving while a JPEG is made gets the core first.
+SNAPSHOT_NICE = 10
 
 
 class Picture(Protocol):
@@ -152,6 +156,10 @@ class DoorCamera:
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SNAPSHOT_NICE)
+        except OSError as exc:  # not fatal: the pictures are made at the door's priority
+            log.warning("door %s: snapshot thread keeps its priority: %s", self.door, exc)
         while (job := self._jobs.get()) is not None:
             try:
                 self._write_and_send(job)
