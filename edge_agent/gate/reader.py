@@ -1,7 +1,8 @@
 """The interface the gate loop calls to get the next card, whatever reader sits at the door.
 
-A reader kind is one file behind `Reader` (the simulator today; Wiegand on GPIO, evdev keyboard
-wedges, serial and OSDP later). Each driver turns what its hardware delivers into a typed `Frame`
+A reader kind is one file behind `Reader` (simulator.py, wiegand_reader.py for Wiegand on GPIO,
+wedge_reader.py for evdev keyboard wedges, serial_reader.py, osdp_reader.py; drivers.py opens the
+one a door's config names). Each driver turns what its hardware delivers into a typed `Frame`
 and hands it to `decode`, so every kind gets the same checks and the same `CardReadError`
 messages: a Wiegand driver yields `WiegandBits` (OSDP's raw card data is the same thing) or
 `WiegandPulses`, a keyboard-wedge or serial driver yields `WedgeLine`.
