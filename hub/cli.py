@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from common.clikit import CommandError, Commands, root_parser, run
 from hub import __version__
 from hub.commands.cards import register_cards_commands
+from hub.commands.doors import register_doors_commands
 from hub.commands.evidence import register_evidence_commands
 from hub.commands.incidents import register_incident_commands
 from hub.commands.people import register_people_commands
@@ -282,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_evidence_commands(command, sub, devices_sub)
     register_incident_commands(command, sub)
     register_cards_commands(command, sub)
+    register_doors_commands(command, sub)
     return parser
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from contract import Event, Heartbeat, Status
@@ -25,6 +28,7 @@ from hub.models import CardIssue
 from hub.records import Record
 from hub.services import accounts, audit, cards, door_board
 from hub.store import connect
+from tests.test_hub import hub_cmd
 
 PASSWORD = "correct horse battery"
 SILENT = 60.0
@@ -269,3 +273,23 @@ def test_no_query_of_the_board_walks_the_whole_events_table(config: HubConfig) -
             assert any("idx_events_door" in p or "sqlite_autoindex_events" in p for p in plan), (sql, plan)
     finally:
         conn.close()
+
+
+def test_the_cli_prints_the_board_and_acknowledges_as_the_cli(config: HubConfig, tmp_path: Path) -> None:
+    config_file = tmp_path / "hub.yaml"
+    config_file.write_text(yaml.safe_dump({"data_dir": str(config.data_dir)}))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(hub_cmd("doors", *args, "--config", str(config_file)), capture_output=True, text=True)
+
+    board = door_board.DoorBoard.model_validate_json(run("board").stdout)
+    assert states(board.buildings)["b07-west"] == "forced" and states(board.buildings)["b03-main"] == "offline"
+    b03 = next(a for a in board.alarms if a.building == "b03")
+    missing = run("ack", "--alarm", "01J0NOSUCHALARM000000000000")
+    assert missing.returncode != 0 and "no door alarm '01J0NOSUCHALARM000000000000'" in missing.stderr
+    too_long = run("ack", "--alarm", b03.id, "--note", "x" * 501)
+    assert too_long.returncode != 0 and "--note" in too_long.stderr and "500" in too_long.stderr
+    done = run("ack", "--alarm", b03.id, "--note", "box restarted")
+    assert done.returncode == 0, done.stderr
+    ack = door_board.DoorAlarm.model_validate_json(done.stdout).ack
+    assert ack is not None and (ack.by, ack.note) == ("cli", "box restarted")
