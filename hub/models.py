@@ -85,13 +85,14 @@ class Principal:
 
     def may_see_camera(self, site: str, device: str, camera: str | None) -> bool:
         """The one rule for video and alerts: admins see everything, police the sites of their
-        jurisdiction, shop owners their own cameras, everyone else nothing. An event without a
+        jurisdiction, shop owners their own cameras, dorm managers the cameras at their buildings'
+        doors (filled in at sign-in from gate_doors), everyone else nothing. An event without a
         camera (a disk full on the box) is the box's: admins and the site's police only."""
         if self.role == "admin":
             return True
         if self.role == "police":
             return site in self.sites
-        if self.role == "shop_owner" and camera is not None:
+        if self.role in ("shop_owner", "dorm_manager") and camera is not None:
             return camera_id(site, device, camera) in self.cameras
         return False
 

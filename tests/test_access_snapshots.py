@@ -1,6 +1,7 @@
 """Who swiped, at the hub: an access record from a door with a camera shows the camera's picture
 of that moment (to the dorm managers of that building and admins only, audited like alert
-snapshots) and, to those who may watch the camera, a link to play back from 5 s before; a
+snapshots) and, to those who may watch the camera (admins, and that building's dorm managers once
+the admin has named the door's camera), a link to play back from 5 s before; a
 tailgating alarm reads as one on the cards page. API through the real app and hub.db, the page
 in Debian's Chromium at 390x844 (screenshots test-artifacts/screenshots/access-snapshot-*.png).
 
@@ -28,7 +29,7 @@ from hub.api.app import create_app
 from hub.config import HubConfig
 from hub.db import HubDB
 from hub.records import Record
-from hub.services import accounts, audit
+from hub.services import accounts, audit, cards
 from hub.store import connect
 from tests.conftest import REPO, SHARED, free_port, wait_for
 
@@ -56,6 +57,9 @@ class Seeded:
         accounts.add_user(conn, audit.CLI, "dorm7", PASSWORD, "dorm_manager", buildings=["b07"])
         accounts.add_user(conn, audit.CLI, "dorm3", PASSWORD, "dorm_manager", buildings=["b03"])
         accounts.add_user(conn, audit.CLI, "admin", PASSWORD, "admin")
+        # The admin says which camera watches b07's door: b07's managers may then watch it.
+        cards.set_door(conn, audit.CLI, "dorms", "b07-gate", "b07-east", "b07", camera="gatecam")
+        cards.set_door(conn, audit.CLI, "dorms", "b03-gate", "b03-main", "b03")
         conn.close()
         now = time.time()
         self.swipe_at = now - 300
@@ -120,7 +124,9 @@ def test_a_dorm_manager_sees_who_swiped_at_their_buildings_doors_only(seeded: Se
     swipe = items[seeded.swipe.id]
     assert swipe["camera"] == CAMERA
     assert swipe["snapshot"] == f"/api/v1/cards/access-log/{seeded.swipe.id}/snapshot"
-    assert swipe["playback"] is None  # a dorm manager watches no camera's video (Principal.may_see_camera)
+    # The door's camera is theirs to watch: play back from 5 s before the swipe.
+    assert swipe["playback"] == f"/cameras/{CAMERA}/playback?t={int(seeded.swipe_at - 5)}"
+    assert [c["id"] for c in client.get("/api/v1/cameras", headers=dorm7).json()["items"]] == [CAMERA]
     assert items[seeded.plain.id]["snapshot"] is None and items[seeded.plain.id]["camera"] is None
     assert items[seeded.tailgate.id]["alarm"] == "tailgating" and items[seeded.tailgate.id]["snapshot"]
     for size in ("full", "thumb"):
@@ -137,6 +143,8 @@ def test_a_dorm_manager_sees_who_swiped_at_their_buildings_doors_only(seeded: Se
     # Another building's manager: not found, exactly as for a record that does not exist.
     dorm3 = sign_in(client, "dorm3")
     assert client.get(swipe["snapshot"], headers=dorm3).status_code == 404
+    assert client.get("/api/v1/cameras", headers=dorm3).json()["items"] == []  # b03's door has no camera
+    assert client.get(f"/api/v1/cameras/{CAMERA}", headers=dorm3).status_code == 404
     assert client.get("/api/v1/cards/access-log/01ARZ3NDEKTSV4RRFFQ69G5FAV/snapshot", headers=dorm7).status_code == 404
     assert client.get(f"/api/v1/cards/access-log/{seeded.plain.id}/snapshot", headers=dorm7).status_code == 404
     client.cookies.clear()  # signing in left a session cookie
@@ -182,7 +190,7 @@ def test_the_cards_page_shows_the_picture_and_the_tailgating_alarm(page: Page, u
         expect(pictures.nth(n)).to_have_js_property("complete", True)
         assert pictures.nth(n).evaluate("img => img.naturalWidth") == 320  # the thumbnail, loaded
     expect(log.locator("li.door_alarm .badge.bad")).to_have_text("尾随进入" if lang == "zh" else "Tailgating")
-    expect(log.locator("a.play-from")).to_have_count(0)
+    expect(log.locator("a.play-from")).to_have_count(2)  # the swipe and the alarm, both at the watched door
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     log.screenshot(path=str(SCREENSHOTS / f"access-snapshot-{lang}.png"))

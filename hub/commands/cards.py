@@ -57,12 +57,13 @@ def cmd_cards_door(args: argparse.Namespace) -> int:
     config = load_hub_config(args.config)
     conn = cli_connection(config)
     try:
-        cards.set_door(conn, audit.CLI, args.site, args.device, args.door, args.building)
+        cards.set_door(conn, audit.CLI, args.site, args.device, args.door, args.building, args.camera)
     except cards.CardError as exc:
         raise CommandError(str(exc)) from None
     finally:
         conn.close()
-    print(f"door {args.site}/{args.device}/{args.door} opens building {args.building}")
+    watched = f", watched by camera {args.camera}" if args.camera else ""
+    print(f"door {args.site}/{args.device}/{args.door} opens building {args.building}{watched}")
     return 0
 
 
@@ -126,6 +127,10 @@ def register_cards_commands(command: Commands, sub: SubParsers) -> None:
     p.add_argument("--config", required=True)
     for name in ("site", "device", "door", "building"):
         p.add_argument(f"--{name}", required=True)
+    p.add_argument(
+        "--camera",
+        help="The box's camera at the door (its `camera` in agent.yaml): the building's dorm managers may watch it.",
+    )
     p = command("schedule", cmd_cards_schedule, "Add or change a weekly schedule for groups.", group_sub)
     p.add_argument("--config", required=True)
     p.add_argument("--name", required=True)

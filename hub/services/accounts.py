@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from functools import cache
 
-from hub.models import ROLES, USERNAME_PATTERN, Locale, Principal, User, is_site_name, split_camera_id
+from hub.models import ROLES, USERNAME_PATTERN, Locale, Principal, User, camera_id, is_site_name, split_camera_id
 from hub.security import hash_password, new_token, token_digest, verify_password
 from hub.services import audit
 from hub.store import transaction
@@ -269,6 +269,8 @@ def authenticate(conn: sqlite3.Connection, secret: str, kind: str) -> Principal 
     scopes: dict[str, set[str]] = {"camera": set(), "site": set(), "building": set(), "grid": set()}
     for k, value in conn.execute("SELECT kind, value FROM user_scopes WHERE user_id = ?", (row["id"],)):
         scopes[k].add(value)
+    if row["role"] == "dorm_manager" and scopes["building"]:
+        scopes["camera"] |= door_cameras(conn, scopes["building"])
     return Principal(
         user_id=row["id"],
         username=row["username"],
@@ -283,6 +285,16 @@ def authenticate(conn: sqlite3.Connection, secret: str, kind: str) -> Principal 
         csrf=row["csrf"],
         login=row["login"],
     )
+
+
+def door_cameras(conn: sqlite3.Connection, buildings: set[str]) -> set[str]:
+    """The cameras watching the doors of these buildings (gate_doors.camera), as camera ids."""
+    marks = ", ".join("?" * len(buildings))
+    rows = conn.execute(
+        f"SELECT site, device, camera FROM gate_doors WHERE camera IS NOT NULL AND building IN ({marks})",
+        sorted(buildings),
+    )
+    return {camera_id(r["site"], r["device"], r["camera"]) for r in rows}
 
 
 def logout(conn: sqlite3.Connection, principal: Principal, address: str | None, everywhere: bool = False) -> int:

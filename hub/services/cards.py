@@ -96,17 +96,27 @@ def touch(conn: sqlite3.Connection, card_id: int, buildings: Iterable[str]) -> i
     return version
 
 
-def set_door(conn: sqlite3.Connection, actor: audit.Actor, site: str, device: str, door: str, building: str) -> None:
-    """Bind a gate box's door to a building (admins): the box then receives that building's list."""
-    for what, value in (("site", site), ("device", device), ("door", door)):
+def set_door(
+    conn: sqlite3.Connection,
+    actor: audit.Actor,
+    site: str,
+    device: str,
+    door: str,
+    building: str,
+    camera: str | None = None,
+) -> None:
+    """Bind a gate box's door to a building (admins): the box then receives that building's list.
+    `camera`: the box's camera at the door, which the building's dorm managers may then watch."""
+    named = [("site", site), ("device", device), ("door", door)] + ([("camera", camera)] if camera else [])
+    for what, value in named:
         if not is_site_name(value):
             raise CardError(f"{value[:70]!r} is not a {what} id (lower-case letters, digits, - and _)")
     with transaction(conn):
         ensure_building(conn, building)
         conn.execute(
-            "INSERT INTO gate_doors (site, device, door, building) VALUES (?, ?, ?, ?) ON CONFLICT "
-            "(site, device, door) DO UPDATE SET building = excluded.building",
-            (site, device, door, building),
+            "INSERT INTO gate_doors (site, device, door, building, camera) VALUES (?, ?, ?, ?, ?) ON CONFLICT "
+            "(site, device, door) DO UPDATE SET building = excluded.building, camera = excluded.camera",
+            (site, device, door, building, camera),
         )
         # A new version for the building, so the box's next snapshot is newer than what it holds.
         conn.execute("INSERT INTO list_changes (time, building, card_id) VALUES (?, ?, 0)", (time.time(), building))
@@ -115,7 +125,7 @@ def set_door(conn: sqlite3.Connection, actor: audit.Actor, site: str, device: st
             "DO UPDATE SET needs_snapshot = 1",
             (site, device),
         )
-        audit.record(conn, actor, "gate.door", f"{site}/{device}/{door}", building=building)
+        audit.record(conn, actor, "gate.door", f"{site}/{device}/{door}", building=building, camera=camera)
 
 
 def _upsert_resident(conn: sqlite3.Connection, body: CardIssue, now: float) -> tuple[int, str | None]:
