@@ -11,32 +11,18 @@
   const retry = document.getElementById("live-retry");
   const words = root.dataset;
   const params = new URLSearchParams(location.search);
-  const useMse = typeof window.MediaSource === "function" && params.get("fallback") !== "jpeg";
+  const useMse = diaolouMedia.available && params.get("fallback") !== "jpeg";
   const KEEP_SECONDS = 20;  // played video kept in the buffer; older is removed
   const MAX_LAG = 1.5;  // further behind the live edge than this: jump to it
-  let socket = null, mediaSource = null, buffer = null, pending = [], final = false, lastUrl = null;
+  let socket = null, media = null, buffer = null, pending = [], final = false, lastUrl = null;
 
   function show(key, detail) {
     stateEl.textContent = (words[key] || "") + (detail ? `: ${detail}` : "");
     retry.hidden = !["ended", "failed", "offline", "lost"].includes(key);
   }
 
-  // "avc1.PPCCLL" from the avcC box of the init segment (profile, compatibility, level).
-  function codecOf(init) {
-    for (let i = 4; i + 8 < init.length; i++) {
-      if (init[i] === 0x61 && init[i + 1] === 0x76 && init[i + 2] === 0x63 && init[i + 3] === 0x43) {
-        const hex = (b) => b.toString(16).padStart(2, "0");
-        return `avc1.${hex(init[i + 5])}${hex(init[i + 6])}${hex(init[i + 7])}`;
-      }
-      if (init[i] === 0x68 && init[i + 1] === 0x76 && init[i + 2] === 0x63 && init[i + 3] === 0x43) {
-        return "hvc1.1.6.L93.B0";
-      }
-    }
-    return "avc1.42E01E";
-  }
-
   function pump() {
-    if (!buffer || buffer.updating) return;
+    if (!buffer || buffer.updating || !media.streaming) return;
     const t = video.currentTime, ranges = buffer.buffered;
     if (ranges.length && t - ranges.start(0) > KEEP_SECONDS * 1.5) {
       buffer.remove(ranges.start(0), t - KEEP_SECONDS);
@@ -61,13 +47,13 @@
   }
 
   function openMse(init) {
-    mediaSource = new MediaSource();
-    video.src = URL.createObjectURL(mediaSource);
+    media = diaolouMedia.attach(video);
+    media.onresume = pump;
     pending = [init];
-    mediaSource.addEventListener("sourceopen", () => {
-      const type = `video/mp4; codecs="${codecOf(init)}"`;
-      if (!MediaSource.isTypeSupported(type)) { show("failed", type); return; }
-      buffer = mediaSource.addSourceBuffer(type);
+    media.source.addEventListener("sourceopen", () => {
+      const type = `video/mp4; codecs="${diaolouMedia.codecOf(init)}"`;
+      if (!diaolouMedia.isTypeSupported(type)) { show("failed", type); return; }
+      buffer = media.source.addSourceBuffer(type);
       buffer.mode = "segments";
       buffer.addEventListener("updateend", () => { keepLive(); pump(); });
       pump();
@@ -82,15 +68,15 @@
       return;
     }
     const bytes = new Uint8Array(data);
-    if (!mediaSource) openMse(bytes);
+    if (!media) openMse(bytes);
     else { pending.push(bytes); pump(); }
   }
 
   function reset() {
-    if (buffer && mediaSource && mediaSource.readyState === "open") {
-      try { mediaSource.endOfStream(); } catch (e) { /* closing anyway */ }
+    if (buffer && media && media.source.readyState === "open") {
+      try { media.source.endOfStream(); } catch (e) { /* closing anyway */ }
     }
-    mediaSource = null; buffer = null; pending = [];
+    media = null; buffer = null; pending = [];
   }
 
   function connect() {
@@ -115,7 +101,7 @@
     };
   }
 
-  document.getElementById("live-mode").textContent = useMse ? "MSE" : words.fallback;
+  document.getElementById("live-mode").textContent = !useMse ? words.fallback : diaolouMedia.managed ? "MMS" : "MSE";
   jpeg.hidden = useMse;
   video.hidden = !useMse;
   retry.addEventListener("click", connect);

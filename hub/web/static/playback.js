@@ -33,33 +33,25 @@
   function playing() { return playFrom === null ? null : playFrom + video.currentTime; }
 
   // --- the player ----------------------------------------------------------------------------
-  function codecOf(init) {
-    // avc1.PPCCLL from the avcC box of the init segment (the bytes after its type).
-    for (let i = 4; i + 8 < init.length; i++) {
-      if (init[i] === 0x61 && init[i + 1] === 0x76 && init[i + 2] === 0x63 && init[i + 3] === 0x43) {
-        const hex = (b) => b.toString(16).padStart(2, "0");
-        return `avc1.${hex(init[i + 5])}${hex(init[i + 6])}${hex(init[i + 7])}`;
-      }
-    }
-    return "avc1.42E01E";
-  }
-
   function stop() {
     if (socket) { socket.onclose = null; socket.close(); socket = null; }
   }
 
   function play(t) {
     stop();
-    if (!window.MediaSource) { say(root.dataset.tNoMse); return; }
+    if (!diaolouMedia.available) { say(root.dataset.tNoMse); return; }
     say(root.dataset.tLoading);
     playFrom = t;
-    const source = new MediaSource();
-    video.src = URL.createObjectURL(source);
+    const media = diaolouMedia.attach(video);
+    const source = media.source;
     const queue = [];
     let buffer = null;
     const pump = () => {
-      if (buffer && !buffer.updating && queue.length && source.readyState === "open") buffer.appendBuffer(queue.shift());
+      if (buffer && !buffer.updating && queue.length && source.readyState === "open" && media.streaming) {
+        buffer.appendBuffer(queue.shift());
+      }
     };
+    media.onresume = pump;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const url = `${scheme}//${location.host}/api/v1/cameras/${encodeURIComponent(camera)}/playback?start=${t.toFixed(3)}&speed=${speed}`;
     const ws = new WebSocket(url);
@@ -79,7 +71,7 @@
       const bytes = new Uint8Array(message.data);
       if (!buffer) {
         const start = () => {
-          buffer = source.addSourceBuffer(`video/mp4; codecs="${codecOf(bytes)}"`);
+          buffer = source.addSourceBuffer(`video/mp4; codecs="${diaolouMedia.codecOf(bytes)}"`);
           buffer.mode = "segments";
           buffer.addEventListener("updateend", pump);
           queue.push(bytes);
