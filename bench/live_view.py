@@ -335,7 +335,9 @@ def main() -> int:
         first = WsViewer(url, admin["token"])
         first.start()
         time.sleep(4.0)
+        sent = first.bytes
         one = cpu_percent([hub_proc, agent_proc], args.seconds)
+        fmp4_rate = (first.bytes - sent) / args.seconds
         more = [WsViewer(url, admin["token"]) for _ in range(args.viewers - 1)]
         for viewer in more:
             viewer.start()
@@ -352,6 +354,16 @@ def main() -> int:
         idle_after = uplink.up_bytes
         time.sleep(10.0)
         results["uplink_bytes_idle_after"] = uplink.up_bytes - idle_after
+
+        # 2b. The JPEG fallback (phones without MSE): the box decodes keyframes and encodes JPEGs.
+        jpeg_viewer = WsViewer(f"{url}?format=jpeg", admin["token"])
+        jpeg_viewer.start()
+        time.sleep(4.0)
+        sent = jpeg_viewer.bytes
+        jpeg = cpu_percent([hub_proc, agent_proc], args.seconds)
+        jpeg_rate = (jpeg_viewer.bytes - sent) / args.seconds
+        jpeg_viewer.stop.set()
+        jpeg_viewer.join(5)
 
         # 3. The peer: a plain demuxer on the same camera, through the same tap.
         floor = floor_latency(f"rtsp://127.0.0.1:{camera_tap.port}/sub", camera_tap, args.seconds)
@@ -377,6 +389,10 @@ def main() -> int:
             "agent_cpu_many_viewers": many[1],
             "bytes_per_viewer_min_max": [min(got), max(got)],
             "uplink_stopped_after_last_viewer_s": stopped_after,
+            "fmp4_bytes_per_s": fmp4_rate,
+            "jpeg_bytes_per_s": jpeg_rate,
+            "hub_cpu_jpeg": jpeg[0],
+            "agent_cpu_jpeg": jpeg[1],
         }
     )
     r = results
@@ -394,6 +410,11 @@ def main() -> int:
         ("uplink bytes while nobody watches (before / after)",
          f"{r['uplink_bytes_idle_before']} / {r['uplink_bytes_idle_after']}", "0"),
         ("uplink stopped after the last viewer left", f"{r['uplink_stopped_after_last_viewer_s']:.1f} s", "< 10 s"),
+        ("JPEG fallback, 1 viewer: agent / hub CPU (fMP4 peer)",
+         f"{r['agent_cpu_jpeg']:.1f} / {r['hub_cpu_jpeg']:.1f} % "
+         f"({r['agent_cpu_1_viewer']:.1f} / {r['hub_cpu_1_viewer']:.1f} %)", ""),
+        ("JPEG fallback, 1 viewer: KB/s to the viewer (fMP4 peer)", f"{r['jpeg_bytes_per_s'] / 1024:.0f} "
+         f"({r['fmp4_bytes_per_s'] / 1024:.0f})", ""),
     ]  # fmt: skip
     table = "| figure | measured | goal |\n|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
