@@ -60,6 +60,11 @@ def alive(device: str, at: float, version: int | None) -> list[Record]:
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> HubConfig:
+    # The clock is read when the hub is seeded, not when the module is imported: in a parallel run
+    # a module is imported minutes before its tests, and a box silent that long is offline.
+    global NOW, T
+    NOW = time.time()
+    T = NOW - 3600
     config = HubConfig.model_validate({"data_dir": str(tmp_path_factory.mktemp("door-board") / "hub")})
     db = HubDB(config.db_path)
     conn = connect(config.db_path)
