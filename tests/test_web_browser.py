@@ -203,7 +203,13 @@ def test_a_shop_owner_sees_an_alert_arrive_live_and_only_their_camera(page: Page
     page.goto(f"{loop.url}/")
     expect(page.locator("li.camera")).to_have_count(1)
     expect(page.locator("li.camera")).to_have_attribute("data-camera", OWN_CAMERA)
-    wait_for(lambda: page.reload() is None and page.locator("li.camera img").count() == 1, WAIT)
+
+    def grid_shows_the_alert_picture() -> bool:
+        page.reload()
+        return page.locator("li.camera img").count() == 1
+
+    # The picture follows its alert by a moment: reload until the grid shows it.
+    assert wait_for(grid_shows_the_alert_picture, WAIT)
     in_both_languages(page, "cameras")
     page.goto(f"{loop.url}/cameras/{OWN_CAMERA}")
     in_both_languages(page, "camera")
