@@ -46,7 +46,7 @@ from contract.access import (
 from contract.messages import encode
 from contract.topics import QOS, topic
 from hub.evidence.keys import key_id, load_or_create, public_b64, raw_public
-from hub.store import connect
+from hub.services.worker import PollingWorker
 
 log = logging.getLogger("diaolou.hub.lists")
 LIST_KEY_FILE = "access-list-signing-key.pem"
@@ -293,34 +293,18 @@ class ListSender:
         self.publish = publish
         self.poll_seconds = poll_seconds
         self.resend_seconds = resend_seconds
-        self._stop = threading.Event()
-        self._wake = _WAKE
-        self._thread: threading.Thread | None = None
         self._marks: tuple[object, ...] | None = None
+        self.worker = PollingWorker("hub-lists", db_path, self._step, poll_seconds, join=5, wake=_WAKE)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="diaolou-hub-lists", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def stop(self) -> None:
+        self.worker.stop()
 
-    def _run(self) -> None:
-        conn = connect(self.db_path)
-        try:
-            while not self._stop.is_set():
-                try:
-                    self.run_once(conn)
-                except sqlite3.Error as exc:  # busy for a moment: the next round tries again
-                    log.warning("lists: %s", exc)
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
-        finally:
-            conn.close()
+    def _step(self, conn: sqlite3.Connection) -> bool:
+        self.run_once(conn)
+        return False  # the next round after poll_seconds, or at once when a route wakes it
 
     def run_once(self, conn: sqlite3.Connection) -> int:
         """Send what each online gate needs; returns how many lists were sent. A round in which no

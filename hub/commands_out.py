@@ -25,7 +25,8 @@ from pathlib import Path
 from contract.holds import RELEASE_HOLD_COMMAND
 from contract.topics import QOS, topic
 from hub.services import clips, holds
-from hub.store import connect, transaction
+from hub.services.worker import PollingWorker
+from hub.store import transaction
 
 log = logging.getLogger("diaolou.hub.commands")
 POLL_SECONDS = 1.0
@@ -65,33 +66,17 @@ class CommandSender:
     def __init__(self, db_path: Path, publish: Publish, poll_seconds: float = POLL_SECONDS) -> None:
         self.db_path = db_path
         self.publish = publish
-        self.poll_seconds = poll_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = PollingWorker("hub-commands", db_path, self._step, poll_seconds, join=5, wake=_WAKE)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="diaolou-hub-commands", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        _WAKE.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def stop(self) -> None:
+        self.worker.stop()
 
-    def _run(self) -> None:
-        conn = connect(self.db_path)
-        try:
-            while not self._stop.is_set():
-                _WAKE.clear()  # before the poll: a wake during it makes the next wait return at once
-                try:
-                    self.run_once(conn)
-                except sqlite3.Error as exc:  # busy or gone for a moment: the next poll tries again
-                    log.warning("commands: %s", exc)
-                _WAKE.wait(self.poll_seconds)
-        finally:
-            conn.close()
+    def _step(self, conn: sqlite3.Connection) -> bool:
+        self.run_once(conn)
+        return False  # the next round after poll_seconds, or at once when woken
 
     def run_once(self, conn: sqlite3.Connection) -> int:
         """Settle replied commands, drop expired ones, then publish the due ones; returns how many

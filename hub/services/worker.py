@@ -16,11 +16,18 @@ log = logging.getLogger("diaolou.hub.worker")
 
 class PollingWorker:
     """`step(conn)` returns True when there may be more to do at once; otherwise the thread waits
-    `poll` seconds (or until stopped). A step that raises is logged and tried again: a thread that
-    died would stop its work without a word."""
+    `poll` seconds (or until stopped, or until `wake` is set: a route that just queued work for it
+    sets it). A step that raises is logged and tried again: a thread that died would stop its work
+    without a word."""
 
     def __init__(
-        self, name: str, db_path: Path, step: Callable[[sqlite3.Connection], bool], poll: float, join: float = 10
+        self,
+        name: str,
+        db_path: Path,
+        step: Callable[[sqlite3.Connection], bool],
+        poll: float,
+        join: float = 10,
+        wake: threading.Event | None = None,
     ) -> None:
         self.name = name
         self.db_path = db_path
@@ -28,6 +35,7 @@ class PollingWorker:
         self.poll = poll
         self.join = join
         self._stop = threading.Event()
+        self._wake = wake
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -36,6 +44,8 @@ class PollingWorker:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._wake is not None:
+            self._wake.set()
         if self._thread is not None:
             self._thread.join(self.join)
             self._thread = None
@@ -44,12 +54,17 @@ class PollingWorker:
         conn = connect(self.db_path)
         try:
             while not self._stop.is_set():
+                if self._wake is not None:
+                    self._wake.clear()  # before the step: a wake during it makes the next wait return at once
                 try:
                     more = self.step(conn)
+                except sqlite3.OperationalError as exc:  # busy or locked for a moment: the next round
+                    log.warning("%s: %s; trying again", self.name, exc)
+                    more = False
                 except Exception:
                     log.exception("%s failed; trying again", self.name)
                     more = False
                 if not more:
-                    self._stop.wait(self.poll)
+                    (self._wake or self._stop).wait(self.poll)
         finally:
             conn.close()
