@@ -43,6 +43,7 @@ from edge_agent.gate.sync import Applied, ListReceiver  # noqa: E402
 from hub.access_sync import POLL_SECONDS, build_list, list_key, list_public_key, sign_list  # noqa: E402
 from hub.services import audit, cards  # noqa: E402
 from hub.store import connect, open_store  # noqa: E402
+from tests.support.residents import fill_residents  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 WORK = REPO / "bench" / "work" / "gate_sync"
@@ -54,18 +55,7 @@ def make_hub(data_dir: Path, n: int) -> None:
     open_store(data_dir / "hub.db")
     conn = connect(data_dir / "hub.db")
     cards.set_door(conn, audit.CLI, SITE, DEVICE, "b07-east", "b07")
-    rows = [(f"E{i:05d}", f"住户{i}", "b07", f"{100 + i % 900}", 1.0, 1.0) for i in range(n)]
-    conn.execute("BEGIN")  # one transaction: 10,000 rows, one sync to disk
-    conn.executemany(
-        "INSERT INTO residents (employee_no, name, building, room, created, updated) VALUES (?, ?, ?, ?, ?, ?)", rows
-    )
-    conn.execute(
-        "INSERT INTO cards (resident_id, format, bits, facility, number, raw, state, issued, changed, version) "
-        "SELECT id, 'wiegand26', 26, 1 + id / 65536, id % 65536, (1 + id / 65536) || '/' || (id % 65536), "
-        "'active', 1, 1, 0 FROM residents"
-    )
-    conn.execute("INSERT INTO list_changes (time, building, card_id) SELECT 1, 'b07', id FROM cards")
-    conn.execute("COMMIT")
+    fill_residents(conn, n)
     conn.close()
 
 

@@ -24,6 +24,7 @@ from hub.access_sync import GateList, build_list, list_key, list_public_key, sig
 from hub.models import CardIssue
 from hub.services import audit, cards
 from hub.store import connect, open_store
+from tests.support.residents import fill_residents
 
 DOOR = DoorRow("b07-east", "b07", "b07", "in", False)
 NOW = 1_790_000_000.0
@@ -147,18 +148,7 @@ def test_ten_thousand_cards_travel_in_parts_and_apply_only_when_complete(
     hub: tuple[Path, sqlite3.Connection], tmp_path: Path
 ) -> None:
     data_dir, conn = hub
-    now = 1.0
-    rows = [(f"E{n:05d}", f"Resident {n}", "b07", str(n % 400), now, now) for n in range(10_000)]
-    conn.execute("BEGIN")  # one transaction: 10,000 rows, one sync to disk
-    conn.executemany(
-        "INSERT INTO residents (employee_no, name, building, room, created, updated) VALUES (?, ?, ?, ?, ?, ?)", rows
-    )
-    conn.execute(
-        "INSERT INTO cards (resident_id, format, bits, facility, number, raw, state, issued, changed, version) "
-        "SELECT id, 'wiegand26', 26, 1 + id / 65536, id % 65536, (1 + id / 65536) || '/' || (id % 65536), "
-        "'active', 1, 1, 0 FROM residents"
-    )
-    conn.execute("COMMIT")
+    fill_residents(conn, 10_000)
     payloads = sign_list(list_key(data_dir), build_list(conn, "lanxi", "b07-gate", None))
     assert len(payloads) > 1 and all(len(p) <= MAX_PAYLOAD_BYTES for p in payloads)
     assert [decode(AccessListPart, p).part for p in payloads] == list(range(len(payloads)))
