@@ -17,6 +17,7 @@ from gpiod.line import Value
 from contract import Event
 from edge_agent.comms import event_priority
 from edge_agent.config import parse_config
+from edge_agent.gate import loop
 from edge_agent.gate.controller import DENIALS_FOR_ALARM, DoorController, DoorRules
 from edge_agent.gate.credential import CardReadError, encode_wiegand, parse_wiegand
 from edge_agent.gate.door import DoorIOError, GpiodDoor, GpioWiring, SimulatedDoor
@@ -185,7 +186,10 @@ def test_readers_and_gpio_chips_that_cannot_open_leave_the_other_doors_working(
     finally:
         os.close(r)
         os.close(w)
-    assert set(doors.controllers) == {"b07-east"}
+    # A door without a reader still runs (contact, exit button) and tries its reader again; a door
+    # without its I/O is out of service.
+    assert set(doors.controllers) == set(config.doors) - {"b07-gpio"}
+    assert {n for n, r in doors.readers.items() if r is not None} == {"b07-east"}
     for expected in (
         "door b07-west: reader b07-west: cannot open serial port",
         f"door b07-wedge: reader b07-wedge: cannot grab input device /proc/self/fd/{r}",
@@ -202,6 +206,53 @@ def test_readers_and_gpio_chips_that_cannot_open_leave_the_other_doors_working(
     assert wait_for(lambda: len(events) == 1, timeout=5)
     assert events[0].detail["reason"] == "unknown_card"
     doors.stop()
+
+
+def test_a_reader_plugged_in_after_the_agent_started_reads_cards_without_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The serial port is not there when the gate starts (a USB-serial adapter enumerating late):
+    the door runs without it, tries again, and decides the first card once the port appears. Then
+    the port goes away (the cable pulled) and comes back: the door reads again."""
+    monkeypatch.setattr(loop, "REOPEN_S", 0.2)
+    port = tmp_path / "ttyUSB0"
+    config = parse_config(
+        yaml.safe_dump(
+            {"storage": {"root": str(tmp_path)},
+             "doors": {"b07-east": {"building": "b07", "reader": {"kind": "serial", "device": str(port)}}}}
+        )
+    )  # fmt: skip
+    db = open_db(tmp_path / "gate.db")
+    events: list[Event] = []
+    doors = GateDoors(
+        config, Engine(db, {"b07-east": DoorRow("b07-east", "b07", "b07", "in", False)}, "UTC"), events.append
+    )
+    doors.start()
+    assert "cannot open serial port" in caplog.text and doors.readers["b07-east"] is None
+    master, slave = os.openpty()
+    try:
+        port.symlink_to(os.ttyname(slave))  # the adapter appears
+        assert wait_for(lambda: doors.readers["b07-east"] is not None, timeout=10)
+        os.write(master, b"42\r\n")
+        assert wait_for(lambda: len(events) == 1, timeout=5)
+        assert events[0].detail["reason"] == "unknown_card"
+        assert "its reader is open again" in caplog.text
+        os.close(master)  # the cable pulled: the port reads as gone
+        master = -1
+        assert wait_for(lambda: doors.readers["b07-east"] is None, timeout=10)
+        assert "reader lost" in caplog.text
+        os.close(slave)
+        master, slave = os.openpty()  # plugged in again, under the same name
+        port.unlink()
+        port.symlink_to(os.ttyname(slave))
+        assert wait_for(lambda: doors.readers["b07-east"] is not None, timeout=10)
+        os.write(master, b"43\r\n")
+        assert wait_for(lambda: len(events) == 2, timeout=5)
+    finally:
+        doors.stop()
+        for fd in (master, slave):
+            if fd >= 0:
+                os.close(fd)
 
 
 class RecordedDoorLines:

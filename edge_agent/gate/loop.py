@@ -1,8 +1,11 @@
 """The gate doors of a running agent: per door a reader, door I/O and a controller, and a thread
 that reads cards and checks the door's timers. Built from the config (`drivers`: whichever reader
-kind and door-I/O backend each door names); a door whose reader or GPIO chip cannot open is
-logged with its name and device and left out, and the other doors keep working. A door with a
-camera gets a `DoorCamera`, which the camera's analysis feeds (`watchers`)."""
+kind and door-I/O backend each door names). A door whose GPIO chip cannot open is logged with
+its name and device and left out, and the other doors keep working. A reader that cannot open (a
+USB reader not enumerated yet, a serial cable pulled) is retried every REOPEN_S while its door
+keeps watching its contact and exit button, as a commercial controller does: the door reads cards
+again once the reader is back, without a restart. A door with a camera gets a `DoorCamera`,
+which the camera's analysis feeds (`watchers`)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from edge_agent.gate.reader import Reader
 
 log = logging.getLogger("diaolou.gate")
 READ_TIMEOUT_S = 0.5  # how often a door's timers (held open) are checked while no card comes
+REOPEN_S = 10.0  # how often a reader that is not there is tried again
 
 
 class GateDoors:
@@ -36,7 +40,8 @@ class GateDoors:
         emit: Callable[[Event], object],
         send_snapshot: Callable[[str, bytes], object] = lambda event_id, jpeg: None,
     ) -> None:
-        self.readers: dict[str, Reader] = {}
+        self.readers: dict[str, Reader | None] = {}  # None: not open, retried every REOPEN_S
+        self.configs = config.doors
         self.io: dict[str, DoorIO] = {}
         self.controllers: dict[str, DoorController] = {}
         self.cameras: dict[str, DoorCamera] = {}
@@ -47,12 +52,7 @@ class GateDoors:
             except (DoorIOError, ValueError) as exc:  # one dead door must not stop the others
                 log.error("door %s: door I/O: %s; this door is out of service until it is fixed", name, exc)
                 continue
-            try:
-                self.readers[name] = open_reader(name, door.reader)
-            except (OSError, ValueError) as exc:
-                log.error("door %s: %s; this door reads no card until it is fixed", name, exc)
-                io.close()
-                continue
+            self.readers[name] = self._open_reader(name, first=True)
             camera = door_camera(name, door, config.storage.root, send_snapshot)
             controller = DoorController(rules, engine, io, emit, camera)
             io.watch(controller.on_contact, controller.on_exit)
@@ -75,15 +75,42 @@ class GateDoors:
             thread.start()
             self._threads.append(thread)
 
+    def _open_reader(self, name: str, first: bool = False) -> Reader | None:
+        try:
+            reader = open_reader(name, self.configs[name].reader)
+        except (OSError, ValueError) as exc:
+            if first:  # later attempts stay quiet: one line, not one every REOPEN_S for days
+                log.error(
+                    "door %s: %s; this door reads no card until it opens (tried every %.0f s)", name, exc, REOPEN_S
+                )
+            return None
+        if not first:
+            log.warning("door %s: its reader is open again", name)
+        return reader
+
     def _run(self, name: str) -> None:
-        reader, controller = self.readers[name], self.controllers[name]
+        controller = self.controllers[name]
+        retry_at = time.monotonic() + REOPEN_S
         while not self._stop.is_set():
+            reader = self.readers[name]
+            if reader is None and time.monotonic() >= retry_at:
+                reader = self.readers[name] = self._open_reader(name)
+                retry_at = time.monotonic() + REOPEN_S
+            if reader is None:
+                self._stop.wait(READ_TIMEOUT_S)
+                controller.tick(time.time())
+                continue
             try:
                 credential = reader.read(READ_TIMEOUT_S)
                 if credential is not None:
                     controller.on_card(credential, time.time())
             except CardReadError as exc:
                 controller.on_bad_read(exc, time.time())
+            except OSError as exc:  # the reader went away (a cable pulled): try again later
+                log.error("door %s: reader lost: %s; trying again every %.0f s", name, exc, REOPEN_S)
+                reader.close()
+                self.readers[name] = None
+                retry_at = time.monotonic() + REOPEN_S
             except Exception:  # a door must keep working whatever one read did
                 log.exception("door %s: card handling failed; the door keeps reading", name)
             controller.tick(time.time())
@@ -93,7 +120,9 @@ class GateDoors:
         for thread in self._threads:
             thread.join(timeout)
         for name in self.controllers:
-            self.readers[name].close()
+            reader = self.readers[name]
+            if reader is not None:
+                reader.close()
             self.io[name].close()
         for camera in self.cameras.values():
             camera.stop(timeout)
