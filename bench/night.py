@@ -15,8 +15,10 @@ that overlaps no label is false.
 
 Columns: ms per frame (median), % of person frames with motion, % of empty frames (1 s from the
 labels' edges) with motion, persons found / 6, false events, and for ours the idle cost: motion
-ms of empty frames x the agent's idle rate (5 fps / IDLE_STRIDE) as % of one core (decoding not
-included). Goals (exit status 1 if one is missed): every person found and no false event on every
+ms of empty frames x the agent's idle rate (5 fps / IDLE_STRIDE), plus at night (the share of empty
+frames in night mode) one whole-frame detector run every `detect.night_sweep_seconds` (timed on the
+variant's frames), as % of one core (decoding not included; with --no-events the sweep is left
+out). Goals (exit status 1 if one is missed): every person found and no false event on every
 variant, motion >= 90 % of person frames and <= 5 % of empty ones, night ms <= day ms, idle < 2 %.
 
     .venv/bin/python bench/night.py [--variants day,night,...] [--frigate PATH] [--no-events]
@@ -57,14 +59,16 @@ class MotionFigures:
     ms_empty: list[float] = field(default_factory=list)
     person: list[bool] = field(default_factory=list)
     nobody: list[bool] = field(default_factory=list)
+    night_empty: list[bool] = field(default_factory=list)
 
-    def add(self, t: float, ms: float, moving: bool) -> None:
+    def add(self, t: float, ms: float, moving: bool, night: bool = False) -> None:
         self.ms.append(ms)
         if person_in_view(t):
             self.person.append(moving)
         elif empty(t):
             self.nobody.append(moving)
             self.ms_empty.append(ms)
+            self.night_empty.append(night)
 
     def row(self) -> tuple[float, float, float]:
         return (
@@ -85,12 +89,19 @@ def grey_frames(
         for who in ("ours", "frigate") if k % 2 == 0 else ("frigate", "ours"):
             if who == "ours":
                 t0 = time.perf_counter()
-                moving = ours.update(grey, t).motion
-                out["ours"].add(t, 1000 * (time.perf_counter() - t0), moving)
+                result = ours.update(grey, t)
+                out["ours"].add(t, 1000 * (time.perf_counter() - t0), result.motion, result.night)
             elif peer is not None:
                 t0 = time.perf_counter()
                 moving = peer.update(grey)
                 out["frigate"].add(t, 1000 * (time.perf_counter() - t0), moving)
+        yield frame
+
+
+def _keep_last(frames: Iterator[np.ndarray], last: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Pass the frames on, keeping the last one (the sweep's cost is timed on it)."""
+    for frame in frames:
+        last[:] = [frame]
         yield frame
 
 
@@ -100,9 +111,10 @@ class EventFigures:
     late: int
     false: int
     detail: str
+    sweep_ms: float  # one whole-frame detector run (median)
 
 
-def event_figures(video: Path, models_dir: Path) -> EventFigures:
+def event_figures(video: Path, models_dir: Path, frame: np.ndarray) -> EventFigures:
     from edge_agent.detectors.loader import load_detector
     from edge_agent.offline import detect_video
     from tests.test_detection_eval import Lines
@@ -119,7 +131,13 @@ def event_figures(video: Path, models_dir: Path) -> EventFigures:
             found += 1
             late += min(hits) > first + 2.0
     false = sum(1 for s, e in spans if not any(s <= last and e >= first for first, last in APPEARANCES))
-    return EventFigures(found, late, false, " ".join(f"{s:.1f}-{e:.1f}" for s, e in spans))
+    runs = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        detector.detect(frame)
+        runs.append(1000 * (time.perf_counter() - t0))
+    detail = " ".join(f"{s:.1f}-{e:.1f}" for s, e in spans)
+    return EventFigures(found, late, false, detail, statistics.median(runs))
 
 
 def main() -> int:
@@ -143,17 +161,19 @@ def main() -> int:
 
     rows = []
     day_ms = None
+    sweep_s = DetectConfig().night_sweep_seconds
     failures: list[str] = []
     for name in args.variants.split(","):
         figures = {"ours": MotionFigures(), "frigate": MotionFigures()}
-        source = grey_frames(name, MotionSettings(), frigate, figures)
+        last: list[np.ndarray] = []
+        source = _keep_last(grey_frames(name, MotionSettings(), frigate, figures), last)
         if args.no_events:
             for _ in source:
                 pass
             ev = None
         else:
             video = encode_h264(source, WORK / f"{name}.mp4", fps=FPS, width=W, height=H, gop=2 * FPS, crf=28)
-            ev = event_figures(video, models_dir)
+            ev = event_figures(video, models_dir, last[-1])
         for who in ("ours", "frigate"):
             f = figures[who]
             if not f.ms:
@@ -161,6 +181,8 @@ def main() -> int:
             ms, person, nobody = f.row()
             idle = statistics.median(f.ms_empty) * FPS / IDLE_STRIDE / 10.0 if f.ms_empty else float("nan")
             events = ev if who == "ours" else None
+            if events is not None and f.night_empty and sweep_s:
+                idle += sum(f.night_empty) / len(f.night_empty) * events.sweep_ms / sweep_s / 10.0
             rows.append((name, who, ms, person, nobody, idle if who == "ours" else None, events))
             if who == "ours":
                 if name == "day":

@@ -8,7 +8,9 @@ tracked people (merged, padded, at least the detector's useful size), never at a
 Between detector runs a confirmed person is followed on motion (edge_agent/track/follow.py): a
 walking person is looked at on one frame in three, a person standing still every
 `recheck_seconds`, new motion at once. With `full_frame: true` it looks at the whole frame every
-analysed frame instead.
+analysed frame instead. At night (a dark picture) every look is at the whole frame, the detector
+also looks every `night_sweep_seconds` without motion, and a person it found is looked at on every
+frame until confirmed (edge_agent/lowlight.py says why).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from edge_agent.config.schema import DetectConfig
 from edge_agent.detectors.base import Box, Detection, Detector
 from edge_agent.events.person import EventBuilder, EventChange
+from edge_agent.lowlight import NightSweep
 from edge_agent.motion.detector import MotionDetector, MotionResult
 from edge_agent.motion.regions import detection_regions
 from edge_agent.motion.settings import motion_settings
@@ -30,12 +33,6 @@ from edge_agent.track.zones import Polygon, foot_point
 
 REGION_PAD = 24  # px around motion: a person's limbs move before the torso does
 REGION_MIN = 96  # px: smaller crops are upscaled past what the detectors resolve
-# At night motion is weaker and breaks up (only the lit parts of a person change enough): the
-# detector gets twice the margin around it, and crops 1.5x the usual minimum size.
-NIGHT_PAD_FACTOR = 2.0
-NIGHT_MIN_FACTOR = 1.5
-# A low-light enhancement of the crops (brightening them to a mean of ~110 before the detector)
-# was measured on bench/night.py and found fewer people, not more: it is not done.
 DUPLICATE_IOU = 0.5
 
 
@@ -68,8 +65,15 @@ class CameraAnalyzer:
         # A crop smaller than the detector's smallest window finds nothing (HOG needs 64x128).
         min_input = getattr(detector, "min_input", (0, 0))
         self.region_min = max(REGION_MIN, *min_input)
+        # The night looks at the whole frame (edge_agent/lowlight.py) are for models that scale what
+        # they get to a fixed input: for them the whole frame costs what a crop does. A detector
+        # that scans windows at the picture's own scale (HOG) pays per pixel and, on a whole noisy
+        # frame, finds people in the noise: it keeps the regions around motion.
+        self.whole_frame_at_night = tuple(min_input) == (0, 0)
         self.events = EventBuilder(camera, settings, timezone, detector.name, lambda: self._size)
+        self.sweep = NightSweep(settings.night_sweep_seconds if self.whole_frame_at_night else 0.0)
         self.detector_runs = 0
+        self.sweeps = 0
         self.frames = 0
 
     def process(self, frame: np.ndarray | FrameLike, t: float) -> FrameResult:
@@ -99,14 +103,22 @@ class CameraAnalyzer:
     def _regions(self, motion: MotionResult, t: float, width: int, height: int) -> list[Box]:
         if self.settings.full_frame:
             return [Box(0, 0, width, height)]
-        plan = plan_detection(self.tracker.tracks, motion.boxes, t, self.settings.recheck_seconds)
+        if self.sweep.due(t, motion.night):
+            self.sweeps += 1
+            return [Box(0, 0, width, height)]
+        # At night a person the detector found where motion is weak is looked at on every frame
+        # until their track is confirmed (or ends), not only where motion is.
+        plan = plan_detection(
+            self.tracker.tracks, motion.boxes, t, self.settings.recheck_seconds, unconfirmed_always=motion.night
+        )
         motion_boxes = [] if motion.recalibrating else plan.motion
         if not motion_boxes and not plan.tracked:
             return []
-        pad, size = float(REGION_PAD), float(self.region_min)
-        if motion.night:
-            pad, size = pad * NIGHT_PAD_FACTOR, size * NIGHT_MIN_FACTOR
-        return detection_regions(motion_boxes, plan.tracked, width, height, pad, size)
+        if motion.night and self.whole_frame_at_night:
+            # A crop enlarges the night's noise with the person; the whole frame, shrunk to the
+            # detector's input, averages it out (edge_agent/lowlight.py has the figures).
+            return [Box(0, 0, width, height)]
+        return detection_regions(motion_boxes, plan.tracked, width, height, REGION_PAD, self.region_min)
 
     def _detect(self, image: np.ndarray, regions: list[Box], width: int, height: int) -> list[Detection]:
         found: list[Detection] = []

@@ -144,6 +144,14 @@ class DetectConfig(Strict):
     recheck_seconds: float = Field(
         2.0, gt=0, le=60, description="A person standing still (no motion) is re-checked this often."
     )
+    night_sweep_seconds: float = Field(
+        4.0,
+        ge=0,
+        le=60,
+        description="At night (a dark picture), the detector also looks at the whole frame this often, whatever "
+        "motion says: a dark person often moves too faintly for motion. Each look costs about as much as 10 "
+        "motion frames. 0 = off. Not with hog-people, which keeps to the regions around motion.",
+    )
     end_after_seconds: float = Field(
         5.0,
         gt=0,

@@ -13,6 +13,8 @@ cheap things the pipeline already has, and the detector looks again only when it
   turned): once the prediction has drifted by `DRIFT` of the box's width from where they were
   last seen, the detector looks at once.
 - A track not yet confirmed is looked at on every frame with motion on it: it needs its hits.
+  With `unconfirmed_always` (the pipeline at night, where a dark person's motion is faint) on
+  every frame, motion or not.
 - Motion that no followed person explains (someone new, a second person beside the first, a
   person far from their prediction) is looked at at once, as before.
 """
@@ -51,6 +53,7 @@ def plan_detection(
     t: float,
     recheck_seconds: float,
     follow_seconds: float = FOLLOW_SECONDS,
+    unconfirmed_always: bool = False,
 ) -> Plan:
     tracked: list[Box] = []
     followed: list[tuple[Track, Box]] = []
@@ -61,7 +64,7 @@ def plan_detection(
         if since >= recheck_seconds - EPSILON:
             tracked.append(predicted)
         elif not track.confirmed:
-            if moving:
+            if moving or unconfirmed_always:
                 tracked.append(predicted)
         elif moving:
             if since >= follow_seconds - EPSILON:
