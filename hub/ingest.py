@@ -170,6 +170,11 @@ class _Inbox:
             items = [self._items.popleft() for _ in range(min(limit, len(self._items)))]
             return items, self._closed
 
+    @property
+    def held(self) -> int:
+        """Messages received and not yet committed."""
+        return self._held
+
     def done(self, count: int) -> None:
         """`count` taken messages are committed (or given up): room for as many new ones."""
         with self._cond:
@@ -231,6 +236,11 @@ class Ingest:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
+
+    def busy(self) -> bool:
+        """Ingest is working through a burst (its queue half full): the hub's other readers of new
+        events step aside for a moment (hub/services/worker.py, GiveWay)."""
+        return self._inbox.held >= self._inbox.capacity // 2
 
     def start(self) -> None:
         mq = self.config.mqtt

@@ -30,7 +30,7 @@ from hub.migrations import SchemaTooNew
 from hub.notify.notifier import Notifier, NotifySettings
 from hub.services.triage import Triage
 from hub.services.webhooks import Deliverer
-from hub.services.worker import PollingWorker
+from hub.services.worker import GiveWay, PollingWorker
 
 log = logging.getLogger("diaolou.hub")
 WEB_START_TIMEOUT = 30.0
@@ -84,10 +84,10 @@ class HubServer:
             self.checkpoints.start()
             self.ingest = Ingest(config, self.db)
             self.ingest.start()
-            self.notifier = Notifier(config.db_path, NotifySettings.of(config.web))
+            self.notifier = Notifier(config.db_path, NotifySettings.of(config.web), give_way=GiveWay(self.ingest.busy))
             self.notifier.start()
             # Rules propose incidents from new alerts (hub/services/triage.py).
-            self.triage = Triage(config.db_path)
+            self.triage = Triage(config.db_path, GiveWay(self.ingest.busy))
             self.triage.start()
             # Incident changes to external registries, signed and retried (hub/services/webhooks.py).
             self.webhooks = Deliverer(config.db_path)

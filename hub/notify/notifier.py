@@ -35,6 +35,7 @@ from hub.notify.message import message
 from hub.notify.settings import NotifyPolicy as NotifyPolicy  # re-exported: the notifier and its settings
 from hub.notify.settings import NotifySettings as NotifySettings
 from hub.services import accounts
+from hub.services.worker import GIVE_WAY_WAIT_SECONDS, GiveWay
 from hub.store import connect, open_store, transaction
 
 log = logging.getLogger("diaolou.hub.notify")
@@ -73,8 +74,10 @@ class Notifier:
         settings: NotifySettings,
         policy: NotifyPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        give_way: GiveWay | None = None,
     ) -> None:
         self.db_path = db_path
+        self.give_way = give_way  # the matcher steps aside while ingest works through a burst
         self.settings = settings
         self.policy = policy or NotifyPolicy()
         self.clock = clock
@@ -128,6 +131,8 @@ class Notifier:
     # --- matching ----------------------------------------------------------------------------------
     def _match_step(self, conn: sqlite3.Connection) -> float:
         """Queue the deliveries of one batch of new alerts; 0 when there may be more at once."""
+        if self.give_way is not None and self.give_way.now():
+            return GIVE_WAY_WAIT_SECONDS
         # Look first without the write lock: most polls find nothing, and ingest needs that lock.
         position = conn.execute("SELECT position FROM notify_cursor WHERE name = 'events'").fetchone()[0]
         if conn.execute(_NEW_ALERTS, (position, 1)).fetchone() is None:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hub.services import audit, incidents, police
 from hub.services.incidents import FINAL, NewIncident, Priority
-from hub.services.worker import PollingWorker
+from hub.services.worker import GiveWay, PollingWorker
 from hub.store import transaction
 
 TRIAGE = audit.Actor("triage", None, None)
@@ -216,5 +216,7 @@ def triage_step(conn: sqlite3.Connection, now: float, batch: int = BATCH) -> tup
 class Triage(PollingWorker):
     """The thread that runs `triage_step` beside ingest."""
 
-    def __init__(self, db_path: Path) -> None:
-        super().__init__("triage", db_path, lambda conn: triage_step(conn, time.time())[0] >= BATCH, POLL_SECONDS)
+    def __init__(self, db_path: Path, give_way: GiveWay | None = None) -> None:
+        super().__init__(
+            "triage", db_path, lambda conn: triage_step(conn, time.time())[0] >= BATCH, POLL_SECONDS, give_way=give_way
+        )

@@ -6,12 +6,43 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from hub.store import connect
 
 log = logging.getLogger("diaolou.hub.worker")
+
+
+class GiveWay:
+    """Tells a background reader of new events (triage, the notifier) to step aside while `busy()`
+    says ingest is in a burst, for at most `most` seconds in a row, so that it never starves.
+
+    They share the interpreter's lock with ingest's writer: catching up on thousands of new events
+    in Python while a burst arrives made the writer's commits up to three times slower (commit
+    pauses p99 of 150-300 ms against 90-120 ms with them stopped, 20,000 events from 200 boxes).
+    They catch up once the burst is stored."""
+
+    def __init__(self, busy: Callable[[], bool], most: float = 2.0) -> None:
+        self.busy = busy
+        self.most = most
+        self._since: float | None = None
+
+    def now(self) -> bool:
+        if not self.busy():
+            self._since = None
+            return False
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        if now - self._since >= self.most:
+            self._since = None  # one step now, then it may step aside again
+            return False
+        return True
+
+
+GIVE_WAY_WAIT_SECONDS = 0.05  # how often a reader that stepped aside looks again
 
 
 class PollingWorker:
@@ -28,6 +59,7 @@ class PollingWorker:
         poll: float,
         join: float = 10,
         wake: threading.Event | None = None,
+        give_way: GiveWay | None = None,
     ) -> None:
         self.name = name
         self.db_path = db_path
@@ -36,6 +68,7 @@ class PollingWorker:
         self.join = join
         self._stop = threading.Event()
         self._wake = wake
+        self.give_way = give_way
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -54,6 +87,9 @@ class PollingWorker:
         conn = connect(self.db_path)
         try:
             while not self._stop.is_set():
+                if self.give_way is not None and self.give_way.now():
+                    self._stop.wait(GIVE_WAY_WAIT_SECONDS)
+                    continue
                 if self._wake is not None:
                     self._wake.clear()  # before the step: a wake during it makes the next wait return at once
                 try:
