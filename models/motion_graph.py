@@ -5,10 +5,11 @@ build is reproducible: same onnx version, same bytes (`motion_graph_bytes()`; a 
 two processes and compares). `edge_agent/motion/reference.py` is the same algorithm in plain numpy;
 the tests compare the two.
 
-The graph is stateless: the running background, the motion age and the noise estimate come in as
-inputs and the updated ones go out, so one onnxruntime session serves every camera of the box (each
-`MotionDetector` keeps its own state) and a step can be compared exactly with the reference. The
-per-camera settings are inputs too (`params`), for the same reason.
+The graph is stateless: the running background, the previous frame, the motion age, the evidence
+and the noise estimate come in as inputs and the updated ones go out, so one onnxruntime session
+serves every camera of the box (each `MotionDetector` keeps its own state) and a step can be
+compared exactly with the reference. The per-camera settings are inputs too (`params`), for the
+same reason.
 
 Inputs (H, W: the analysis image, e.g. 320x180; the sizes are dynamic; GH, GW: the noise grid,
 `noise_grid_shape(H, W)`):
@@ -17,6 +18,7 @@ Inputs (H, W: the analysis image, e.g. 320x180; the sizes are dynamic; GH, GW: t
 |---|---|---|
 | `frame` | uint8 [1,1,H,W] | grey analysis image (the frame downscaled) |
 | `background` | float32 [1,1,H,W] | running background, in blurred grey levels |
+| `previous` | float32 [1,1,H,W] | the previous frame, blurred |
 | `motion_age` | float32 [1,1,H,W] | frames each pixel has been under the motion mask without a break |
 | `evidence` | float32 [1,1,H,W] | running mean of the signed difference (night integration) |
 | `noise` | float32 [1,1,GH,GW] | running noise estimate per NOISE_CELL x NOISE_CELL region |
@@ -24,8 +26,8 @@ Inputs (H, W: the analysis image, e.g. 320x180; the sizes are dynamic; GH, GW: t
 | `params` | float32 [10] | `PARAM_NAMES` |
 
 Outputs: `mask` (1 = motion, dilated), `cells` (share of changed pixels per whole CELL x CELL
-cell), `new_background`, `new_motion_age`, `new_evidence`, `new_noise` (the state for the next
-frame), `fraction` (changed pixels / roi pixels: the lighting check), `gain` (brightness ratio of
+cell), `new_background`, `new_previous`, `new_motion_age`, `new_evidence`, `new_noise` (the state
+for the next frame), `fraction` (changed pixels / roi pixels: the lighting check), `gain` (brightness ratio of
 the frame to the background, 1 inside the day's dead band) and `level` (mean brightness of the
 gain-corrected background: night mode below `dark_level`).
 
@@ -39,10 +41,13 @@ Per frame:
    GAIN_DEADBAND of 1 counts as 1. `delta` = blur - gain * background; `diff` = |delta|.
 3. `threshold` = max(sensitivity * clip(level / dark_level, floor_min, 1), noise_factor * noise),
    the noise being the region's own in the dark and the mean of the regions by day.
-4. `changed` = (diff > threshold, or in the dark |5x5 mean of evidence| > weak_factor x
+4. `changed` = (by day diff > threshold, in the dark |5x5 mean of evidence| > weak_factor x
    threshold) * roi, with evidence += integrate_rate * (delta - evidence); `mask` = 5x5 dilation.
+   `static` = |blur - previous| <= threshold.
 5. `cells` = AveragePool(changed, CELL).
-6. `new_motion_age` = (motion_age + 1) * mask; `absorb` = 1 from absorb_frames on.
+6. `new_motion_age` = (1 + static * motion_age) * mask; `absorb` = 1 from absorb_frames on,
+   spread by an ABSORB_SPREAD max filter and kept under the mask; `new_evidence` = evidence *
+   (1 - absorb); `new_previous` = blur.
 7. `rate` = max(alpha, or alpha_motion under the mask, absorb); `new_background` = gain *
    background + rate * delta.
 8. Noise per region: noise += noise_rate * (mean(diff * still) - mean(still) * noise) per cell,
@@ -69,6 +74,10 @@ BLUR_1D = (1.0, 4.0, 6.0, 4.0, 1.0)  # binomial, divided by 16 per direction
 BLUR = len(BLUR_1D)
 DILATE = 5  # 5x5 at 320 px wide: joins pieces up to ~4 px apart
 CELL = 8  # activity grid cell, pixels of the analysis image
+# Where a pixel is absorbed into the background, so are the masked pixels up to 4 px around it: the
+# ghost a person leaves flickers at its edges in a noisy picture, and pixels that dropped out of the
+# mask for one frame would otherwise start counting again and linger as specks for seconds.
+ABSORB_SPREAD = 9
 
 NOISE_CELL = 16  # noise is estimated per NOISE_CELL x NOISE_CELL region of the analysis image
 GAIN_RANGE = (0.2, 5.0)  # the global gain model follows brightness changes within this range
@@ -89,11 +98,12 @@ PARAM_NAMES = (
     "dark_level",
     "floor_min",
 )
-INPUTS = ("frame", "background", "motion_age", "evidence", "noise", "roi", "params")
+INPUTS = ("frame", "background", "previous", "motion_age", "evidence", "noise", "roi", "params")
 OUTPUTS = (
     "mask",
     "cells",
     "new_background",
+    "new_previous",
     "new_motion_age",
     "new_evidence",
     "new_noise",
@@ -204,23 +214,32 @@ def build_motion_graph() -> onnx.ModelProto:
         helper.make_node("Where", ["dark", "noise_px", "noise_mean"], ["noise_used"]),
         helper.make_node("Mul", ["noise_factor", "noise_used"], ["noise_threshold"]),
         helper.make_node("Max", ["floor", "noise_threshold"], ["threshold"]),
-        # 5. changed pixels: over the threshold now, or (in the dark) consistently over
-        # weak_factor x the threshold (a dim person is consistent, sensor noise is not)
+        # 5. changed pixels: by day, over the threshold now; in the dark, consistently over
+        # weak_factor x the threshold (a dim person is consistent, sensor noise and rain are not:
+        # in the dark, one frame over the threshold is more often a noise blob, a rain streak or
+        # a ghost's flickering edge than a person, and it made most of the false motion).
         helper.make_node("Greater", ["diff", "threshold"], ["over"]),
+        # Static: within the threshold of the previous frame; only static pixels age towards
+        # absorption (step 7).
+        helper.make_node("Sub", ["blur", "previous"], ["frame_delta"]),
+        helper.make_node("Abs", ["frame_delta"], ["frame_diff"]),
+        helper.make_node("Greater", ["frame_diff", "threshold"], ["stirring"]),
+        helper.make_node("Cast", ["stirring"], ["stirring_f"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["one", "stirring_f"], ["static"]),
         helper.make_node("Cast", ["over"], ["over_f"], to=TensorProto.FLOAT),
-        # Temporal integration, in the dark only (floor_rel < 1; by day slow lighting drift is a
+        # Temporal integration, used in the dark only (floor_rel < 1; by day slow lighting drift is a
         # weak consistent change too): the evidence is a running mean of the signed difference
         # (rate integrate_rate), whose noise is sqrt(rate / (2 - rate)) of one frame's, so a dim
         # person who stays over weak_factor x the threshold for a few frames counts as changed.
         helper.make_node("Sub", ["delta", "evidence"], ["evidence_err"]),
         helper.make_node("Mul", ["integrate_rate", "evidence_err"], ["evidence_step"]),
-        helper.make_node("Add", ["evidence", "evidence_step"], ["new_evidence"]),
+        helper.make_node("Add", ["evidence", "evidence_step"], ["evidence_next"]),
         # ... and over a 5x5 neighbourhood: noise, even after the blur, is finer grained than a
         # person, and a background learnt from a few noisy frames (after a recalibration) carries
         # a fixed pattern of it that would otherwise look like weak consistent change.
         helper.make_node(
             "AveragePool",
-            ["new_evidence"],
+            ["evidence_next"],
             ["evidence_local"],
             kernel_shape=[DILATE, DILATE],
             pads=[half, half, half, half],
@@ -232,7 +251,9 @@ def build_motion_graph() -> onnx.ModelProto:
         helper.make_node("Cast", ["consistent"], ["consistent_raw"], to=TensorProto.FLOAT),
         helper.make_node("Cast", ["dark"], ["dark_f"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["consistent_raw", "dark_f"], ["consistent_f"]),
-        helper.make_node("Max", ["over_f", "consistent_f"], ["over_any"]),
+        helper.make_node("Sub", ["one", "dark_f"], ["day_f"]),
+        helper.make_node("Mul", ["over_f", "day_f"], ["over_day"]),
+        helper.make_node("Max", ["over_day", "consistent_f"], ["over_any"]),
         helper.make_node("Mul", ["over_any", "roi"], ["changed"]),
         helper.make_node(
             "MaxPool", ["changed"], ["mask"], kernel_shape=[DILATE, DILATE], pads=[half, half, half, half]
@@ -240,12 +261,28 @@ def build_motion_graph() -> onnx.ModelProto:
         helper.make_node("Sub", ["one", "mask"], ["not_mask"]),
         # 6. activity grid
         helper.make_node("AveragePool", ["changed"], ["cells"], kernel_shape=[CELL, CELL], strides=[CELL, CELL]),
-        # 7. how long each pixel has been under the mask; absorb = 1 from absorb_frames on
-        helper.make_node("Add", ["motion_age", "one"], ["age_plus"]),
+        # 7. how many frames in a row each pixel has been under the mask and static (a pixel that
+        # stirs restarts at 1, so that it still counts as "was moving" for the gain); absorb = 1
+        # from absorb_frames on, spread to the masked pixels around. Only the static age: a person
+        # walking towards the camera keeps a spot under the mask for seconds without being still,
+        # and absorbing them left a ghost of their shape when they went. Absorbed pixels forget
+        # their evidence, which would otherwise keep the ghost alive.
+        helper.make_node("Mul", ["motion_age", "static"], ["age_static"]),
+        helper.make_node("Add", ["age_static", "one"], ["age_plus"]),
         helper.make_node("Mul", ["age_plus", "mask"], ["new_motion_age"]),
         helper.make_node("Sub", ["absorb_frames", "one"], ["absorb_bias"]),
         helper.make_node("Sub", ["new_motion_age", "absorb_bias"], ["age_over"]),
-        helper.make_node("Clip", ["age_over", "zero_s", "one_s"], ["absorb"]),
+        helper.make_node("Clip", ["age_over", "zero_s", "one_s"], ["absorb_core"]),
+        helper.make_node(
+            "MaxPool",
+            ["absorb_core"],
+            ["absorb_near"],
+            kernel_shape=[ABSORB_SPREAD, ABSORB_SPREAD],
+            pads=[ABSORB_SPREAD // 2] * 4,
+        ),
+        helper.make_node("Mul", ["absorb_near", "mask"], ["absorb"]),
+        helper.make_node("Sub", ["one", "absorb"], ["keep"]),
+        helper.make_node("Mul", ["evidence_next", "keep"], ["new_evidence"]),
         # 8. background update (from the gain-corrected background): slower under motion, at once
         # where absorbed. Mul + Add rather than Where: cheaper element-wise ops.
         helper.make_node("Sub", ["alpha_motion", "alpha"], ["alpha_delta"]),
@@ -254,6 +291,7 @@ def build_motion_graph() -> onnx.ModelProto:
         helper.make_node("Max", ["rate_mask", "absorb"], ["rate"]),
         helper.make_node("Mul", ["rate", "delta"], ["step"]),
         helper.make_node("Add", ["bg_gain", "step"], ["new_background"]),
+        helper.make_node("Identity", ["blur"], ["new_previous"]),
         # 9. noise per region from the still pixels: noise += rate * (mean(diff * still) -
         # mean(still) * noise) per cell, i.e. towards the mean difference of the cell's still
         # pixels, weighted by how much of the cell is still (a cell under motion keeps its value).
@@ -292,6 +330,7 @@ def build_motion_graph() -> onnx.ModelProto:
         inputs=[
             helper.make_tensor_value_info("frame", TensorProto.UINT8, image),
             helper.make_tensor_value_info("background", TensorProto.FLOAT, image),
+            helper.make_tensor_value_info("previous", TensorProto.FLOAT, image),
             helper.make_tensor_value_info("motion_age", TensorProto.FLOAT, image),
             helper.make_tensor_value_info("evidence", TensorProto.FLOAT, image),
             helper.make_tensor_value_info("noise", TensorProto.FLOAT, grid),
@@ -302,6 +341,7 @@ def build_motion_graph() -> onnx.ModelProto:
             helper.make_tensor_value_info("mask", TensorProto.FLOAT, image),
             helper.make_tensor_value_info("cells", TensorProto.FLOAT, [1, 1, "cells_h", "cells_w"]),
             helper.make_tensor_value_info("new_background", TensorProto.FLOAT, image),
+            helper.make_tensor_value_info("new_previous", TensorProto.FLOAT, image),
             helper.make_tensor_value_info("new_motion_age", TensorProto.FLOAT, image),
             helper.make_tensor_value_info("new_evidence", TensorProto.FLOAT, image),
             helper.make_tensor_value_info("new_noise", TensorProto.FLOAT, grid),

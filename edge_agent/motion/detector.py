@@ -36,7 +36,7 @@ import onnxruntime as ort
 
 from edge_agent.detectors.base import Box
 from edge_agent.motion.settings import MotionSettings as MotionSettings
-from models.motion_graph import CELL, PARAM_NAMES, motion_graph_bytes, noise_grid_shape
+from models.motion_graph import CELL, DILATE, PARAM_NAMES, motion_graph_bytes, noise_grid_shape
 
 Point = tuple[float, float]
 
@@ -124,6 +124,10 @@ def merge_boxes(
     return [it[:4] for it in items], [it[4] for it in items]
 
 
+# Components of the dilated mask smaller than this are specks (one or two changed pixels, 25-35 once
+# dilated): in a noisy picture dozens lie within merge distance of each other, and merged, their
+# summed areas passed min_area as one "object" (most of the false motion at night and in rain).
+SPECK_PIXELS = 2 * DILATE * DILATE
 MERGE_VECTORISED = 48  # more components than this (a noisy frame): first pass vectorised
 
 
@@ -168,8 +172,9 @@ def _components(adjacency: np.ndarray) -> tuple[int, np.ndarray]:
 
 
 def mask_boxes(mask: np.ndarray, min_pixels: float, merge_px: float, scale: tuple[float, float]) -> list[Box]:
-    """Boxes around the connected components (8-connected) of a uint8 mask, merged when their gap is
-    <= merge_px, kept when their merged mask area is >= min_pixels, scaled by (sx, sy)."""
+    """Boxes around the connected components (8-connected) of a uint8 mask, specks (SPECK_PIXELS)
+    left out, merged when their gap is <= merge_px, kept when their merged mask area is >=
+    min_pixels, scaled by (sx, sy)."""
     # connectedComponentsWithStats costs ~4 ns per pixel of its input whatever the content (240 us
     # at 320x180 with one thread): run it on the bounding rectangle of the motion only, with
     # 16-bit labels (3x faster) when they cannot overflow (8-connected components are at most
@@ -182,8 +187,11 @@ def mask_boxes(mask: np.ndarray, min_pixels: float, merge_px: float, scale: tupl
     n, _, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8, ltype=ltype)
     if n <= 1:
         return []
-    boxes = [(x0 + x, y0 + y, x0 + x + w, y0 + y + h) for x, y, w, h, _ in stats[1:].tolist()]
-    merged, areas = merge_boxes(boxes, stats[1:, cv2.CC_STAT_AREA].tolist(), merge_px)
+    pieces = [s for s in stats[1:].tolist() if s[4] >= SPECK_PIXELS]
+    if not pieces:
+        return []
+    boxes = [(x0 + x, y0 + y, x0 + x + w, y0 + y + h) for x, y, w, h, _ in pieces]
+    merged, areas = merge_boxes(boxes, [p[4] for p in pieces], merge_px)
     sx, sy = scale
     return [
         Box(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b, a in zip(merged, areas, strict=True) if a >= min_pixels
@@ -213,6 +221,7 @@ class MotionDetector:
         # Graph state, fed back each frame: background, motion age, evidence ([1,1,h,w]) and the
         # noise grid ([1,1,gh,gw]).
         self._background: np.ndarray | None = None
+        self._previous = np.zeros((1, 1, 0, 0), dtype=np.float32)
         self._age = np.zeros((1, 1, 0, 0), dtype=np.float32)
         self._evidence = np.zeros((1, 1, 0, 0), dtype=np.float32)
         self._noise = np.zeros((1, 1, 1, 1), dtype=np.float32)
@@ -271,7 +280,7 @@ class MotionDetector:
             return self._recalibrate(small, scale, fraction=0.0)
 
         recalibrating = t < self._recalibrate_until
-        mask, cells, background, age, evidence, noise, fraction, gain, level = self._run(
+        mask, cells, background, previous, age, evidence, noise, fraction, gain, level = self._run(
             small, self._recal_params if recalibrating else self._params
         )
         changed = float(fraction[0])
@@ -279,7 +288,7 @@ class MotionDetector:
         self._level = float(level[0])
         if recalibrating:
             # The background follows the picture (rate 1) until the window ends.
-            self._set_state(background, None, evidence, noise)
+            self._set_state(background, previous, None, evidence, noise)
             return self._empty(changed, scale, g)
         if changed > self.config.lightning_fraction or max(g, 1 / g) > self.config.gain_jump:
             # Most of the picture changed at once, or its brightness jumped (infrared switched on or
@@ -288,7 +297,7 @@ class MotionDetector:
             # is much noisier than the colour one it replaces).
             self._recalibrate_until = t + self.config.recalibrate_seconds
             return self._recalibrate(small, scale, fraction=changed, gain=g)
-        self._set_state(background, age, evidence, noise)
+        self._set_state(background, previous, age, evidence, noise)
 
         mask_u8 = cv2.convertScaleAbs(mask.reshape(h, w), alpha=255.0)  # 0/1 float -> 0/255 uint8
         boxes = mask_boxes(mask_u8, self.config.min_area * w * h, self.config.merge_distance * w, scale)
@@ -306,10 +315,16 @@ class MotionDetector:
         self._background = None
 
     def _set_state(
-        self, background: np.ndarray, age: np.ndarray | None, evidence: np.ndarray | None, noise: np.ndarray
+        self,
+        background: np.ndarray,
+        previous: np.ndarray,
+        age: np.ndarray | None,
+        evidence: np.ndarray | None,
+        noise: np.ndarray,
     ) -> None:
         # age None: start counting afresh (after a reset, motion ages refer to the old background).
         self._background = background
+        self._previous = previous
         self._age = age if age is not None else np.zeros_like(background)
         self._evidence = evidence if evidence is not None else np.zeros_like(background)
         self._noise = noise
@@ -321,9 +336,12 @@ class MotionDetector:
             self._age = np.zeros_like(self._background)
         if self._evidence.shape != self._background.shape:
             self._evidence = np.zeros_like(self._background)
+        if self._previous.shape != self._background.shape:
+            self._previous = np.zeros_like(self._background)
         feed = {
             "frame": small.reshape(1, 1, h, w),
             "background": self._background,
+            "previous": self._previous,
             "motion_age": self._age,
             "evidence": self._evidence,
             "noise": self._noise,
@@ -338,7 +356,7 @@ class MotionDetector:
     ) -> MotionResult:
         """Make this frame the background and report `recalibrating`."""
         out = self._run(small, self._reset_params)
-        self._set_state(out[2], None, None, out[5])  # new_background, new_noise
+        self._set_state(out[2], out[3], None, None, out[6])  # new_background, new_previous, new_noise
         return self._empty(fraction, scale, gain)
 
     def _empty(self, fraction: float, scale: tuple[float, float], gain: float = 1.0) -> MotionResult:

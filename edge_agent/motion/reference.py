@@ -17,7 +17,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.motion_graph import BLUR, CELL, DILATE, GAIN_DEADBAND, GAIN_RANGE, NOISE_CELL, PARAM_NAMES, blur_kernel_1d
+from models.motion_graph import (
+    ABSORB_SPREAD,
+    BLUR,
+    CELL,
+    DILATE,
+    GAIN_DEADBAND,
+    GAIN_RANGE,
+    NOISE_CELL,
+    PARAM_NAMES,
+    blur_kernel_1d,
+)
 
 F32 = np.float32
 
@@ -64,6 +74,7 @@ class MotionStep:
     mask: np.ndarray  # float32 HxW, 1 = motion (dilated)
     cells: np.ndarray  # float32 (H//CELL)x(W//CELL), share of changed pixels per cell
     background: np.ndarray  # float32 HxW
+    previous: np.ndarray  # float32 HxW, this frame blurred
     motion_age: np.ndarray  # float32 HxW
     evidence: np.ndarray  # float32 HxW
     noise: np.ndarray  # float32 noise grid (see models.motion_graph.noise_grid_shape)
@@ -86,17 +97,17 @@ def blur(frame: np.ndarray) -> np.ndarray:
     return out
 
 
-def dilate(mask: np.ndarray) -> np.ndarray:
-    """DILATE x DILATE max filter; outside the image counts as 0 (the mask is >= 0, so this is
+def dilate(mask: np.ndarray, size: int = DILATE) -> np.ndarray:
+    """size x size max filter; outside the image counts as 0 (the mask is >= 0, so this is
     the same as ONNX MaxPool, whose padding is ignored)."""
     h, w = mask.shape
-    r = DILATE // 2
+    r = size // 2
     p = np.pad(mask, r)
     rows = np.zeros((h + 2 * r, w), dtype=F32)
-    for i in range(DILATE):
+    for i in range(size):
         rows = np.maximum(rows, p[:, i : i + w])
     out = np.zeros((h, w), dtype=F32)
-    for i in range(DILATE):
+    for i in range(size):
         out = np.maximum(out, rows[i : i + h, :])
     return out
 
@@ -147,6 +158,7 @@ def cell_means(values: np.ndarray) -> np.ndarray:
 def motion_step(
     frame: np.ndarray,
     background: np.ndarray,
+    previous: np.ndarray,
     motion_age: np.ndarray,
     evidence: np.ndarray,
     noise: np.ndarray,
@@ -155,8 +167,8 @@ def motion_step(
     gain: float | None = None,
     level: float | None = None,
 ) -> MotionStep:
-    """One analysed frame. frame: uint8 HxW grey; background, motion_age, evidence, roi: float32
-    HxW; noise: the noise grid. Returns the outputs and the state for the next frame.
+    """One analysed frame. frame: uint8 HxW grey; background, previous (the last frame, blurred),
+    motion_age, evidence, roi: float32 HxW; noise: the noise grid. Returns the outputs and the state for the next frame.
 
     gain, level: the graph's values of these two sums over the whole image, to check everything
     else bit for bit (summed in another order they differ by float32 ulps, and a pixel exactly at
@@ -193,14 +205,17 @@ def motion_step(
         noise_px = np.full((h, w), F32(np.mean(noise, dtype=np.float64)), dtype=F32)
     threshold = np.maximum(floor, noise_factor * noise_px)
     over = (diff > threshold).astype(F32)
-    new_evidence = evidence + integrate_rate * (delta - evidence)
-    consistent = (np.abs(box_mean(new_evidence)) > weak_factor * threshold).astype(F32) * dark
-    changed = np.maximum(over, consistent) * roi
+    static = one - (np.abs(b - previous) > threshold).astype(F32)
+    evidence_next = evidence + integrate_rate * (delta - evidence)
+    consistent = (np.abs(box_mean(evidence_next)) > weak_factor * threshold).astype(F32) * dark
+    changed = np.maximum(over * (one - dark), consistent) * roi
     mask = dilate(changed)
     cells = cell_grid(changed)
 
-    new_motion_age = (motion_age + one) * mask
-    absorb = np.clip(new_motion_age - (absorb_frames - one), F32(0), one)
+    new_motion_age = (motion_age * static + one) * mask
+    absorb_core = np.clip(new_motion_age - (absorb_frames - one), F32(0), one)
+    absorb = dilate(absorb_core, ABSORB_SPREAD) * mask
+    new_evidence = evidence_next * (one - absorb)
 
     rate = np.maximum(alpha + mask * (alpha_motion - alpha), absorb)
     new_background = bg_gain + rate * delta
@@ -215,6 +230,7 @@ def motion_step(
         mask,
         cells,
         new_background.astype(F32),
+        b,
         new_motion_age,
         new_evidence,
         new_noise,

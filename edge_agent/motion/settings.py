@@ -37,22 +37,26 @@ class MotionSettings:
     alpha_motion: update rate under the motion mask until absorb_frames is reached (0.01: someone
         walking through leaves no trail in the background).
     noise_rate: update rate of the noise estimate per analysed frame (~4 s at 5 fps).
-    absorb_frames: whatever stays under the motion mask for this many analysed frames in a row
-        becomes background at once (10 = 2 s at 5 fps): a person who stopped (the tracker keeps
-        them), a parked car, and above all the "ghost" left where a still object was, which a
-        running average would take 10 s or more to forget.
+    absorb_frames: whatever stays under the motion mask and still (within the threshold of the
+        previous frame) for this many analysed frames in a row becomes background at once (10 = 2 s
+        at 5 fps), with the masked pixels around it: a person who stopped (the tracker keeps them),
+        a parked car, and above all the "ghost" left where a still object was, which a running
+        average would take 10 s or more to forget. Only still frames count: someone walking towards
+        the camera stays under the mask for seconds, and absorbing them left a ghost of their shape.
     lightning_fraction: share of the analysed area that, changing at once, means a lighting change
         rather than an intruder; the detector then recalibrates.
     recalibrate_seconds: how long a recalibration lasts (auto exposure and IR cut filters settle in
         about a second; a change that is still going on triggers another recalibration).
     merge_distance: components closer than this (fraction of the analysis width) are one object.
     max_gap_seconds: a longer gap between frames (reconnect) restarts from a fresh background.
-    weak_factor, integrate_rate: in the dark, a pixel whose running mean of the signed difference
-        (rate integrate_rate per analysed frame) is over weak_factor x its threshold counts as
-        motion: a person is a weak but consistent change, sensor noise is fresh every frame and
-        averages out (rate 0.35: the mean's noise is 0.46 x one frame's, so half the threshold,
-        ~2 sigma of one frame, is ~4 sigma of the mean). By day it is off: slow lighting drift
-        is weak and consistent too.
+    weak_factor, integrate_rate: in the dark, a pixel counts as motion when its running mean of
+        the signed difference (rate integrate_rate per analysed frame, over 5x5 pixels) is over
+        weak_factor x its threshold, and only then: a person is a weak but consistent change,
+        while sensor noise, rain and a ghost's flickering edge are fresh every frame and average
+        out (rate 0.35: the mean's noise is 0.46 x one frame's, so half the threshold, ~2 sigma of
+        one frame, is ~4 sigma of the mean). One frame over the threshold, which is what counts
+        by day, made most of the false motion at night. By day it is off: slow lighting drift is
+        weak and consistent too.
     dark_level: below this mean background brightness (grey levels) the picture is "dark" (night
         mode: MotionResult.night) and the sensitivity floor `threshold` scales down with the
         brightness, to floor_min x threshold at the least; the per-region noise threshold then
