@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from edge_agent.detectors.base import Box  # noqa: E402
 from edge_agent.motion.detector import MotionDetector, MotionSettings, analysis_size, mask_boxes  # noqa: E402
-from models.motion_graph import motion_graph_sha256  # noqa: E402
+from models.motion_graph import motion_graph_sha256, noise_grid_shape  # noqa: E402
 from tests.test_motion import EMPTY, WALKING  # noqa: E402  (the hand-labelled stretches of the footage)
 
 RESULTS = REPO / "bench" / "results"
@@ -101,23 +101,28 @@ class GraphOnly:
         self.session = MotionDetector.session()
         self.params = settings.params().as_array()
         self.bg: np.ndarray | None = None
+        self.previous = np.zeros((1, 1, h, w), dtype=np.float32)
         self.age = np.zeros((1, 1, h, w), dtype=np.float32)
-        self.noise = np.zeros(1, dtype=np.float32)
+        self.evidence = np.zeros((1, 1, h, w), dtype=np.float32)
+        self.noise = np.zeros((1, 1, *noise_grid_shape(h, w)), dtype=np.float32)
         self.roi = np.ones((1, 1, h, w), dtype=np.float32)
 
     def run(self, small: np.ndarray) -> None:
         h, w = small.shape
         if self.bg is None:
-            self.bg = small.astype(np.float32).reshape(1, 1, h, w)
+            self.bg = self.previous = small.astype(np.float32).reshape(1, 1, h, w)
         feed = {
             "frame": small.reshape(1, 1, h, w),
             "background": self.bg,
+            "previous": self.previous,
             "motion_age": self.age,
+            "evidence": self.evidence,
             "noise": self.noise,
             "roi": self.roi,
             "params": self.params,
         }
-        _, _, self.bg, self.age, self.noise, _ = self.session.run(None, feed)
+        out = self.session.run(None, feed)
+        self.bg, self.previous, self.age, self.evidence, self.noise = out[2:7]
 
 
 @dataclass
