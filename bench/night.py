@@ -4,10 +4,10 @@ Frigate's ImprovedMotionDetector.
 The variants are made at run time from the real footage by tests/support/night.py (day, night,
 dark, noisy, infrared with the colour-to-grey switch, headlights, rain), 640x360 at 5 fps, labels
 carried over. Per variant, the frames are made first (kept in memory, ~0.5 GB), then, frame by
-frame, ours (`MotionDetector.update` on the grey frame, the
-agent's path) and Frigate's (`ImprovedMotionDetector.detect` with its defaults on the same grey
-frame) take turns, the first one alternating, one thread each (cv2.setNumThreads(1), onnxruntime
-intra-op threads 1). Motion is "boxes and not (re)calibrating" for both.
+frame, ours (`MotionDetector.update` on the grey frame, the agent's path) and Frigate's
+(`ImprovedMotionDetector.detect` with its defaults on the same grey frame) take turns, the first
+one alternating, one thread each (cv2.setNumThreads(1), onnxruntime intra-op threads 1). Motion
+is "boxes and not (re)calibrating" for both.
 
 Then the same frames, encoded to H.264 (bench/work/night/), go through `diaolou-agent detect
 --events`' code (edge_agent.offline.detect_video: the live pipeline, yolox-nano) for the events:

@@ -187,11 +187,11 @@ def mask_boxes(mask: np.ndarray, min_pixels: float, merge_px: float, scale: tupl
     n, _, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8, ltype=ltype)
     if n <= 1:
         return []
-    pieces = [s for s in stats[1:].tolist() if s[4] >= SPECK_PIXELS]
+    pieces = [row for row in stats[1:].tolist() if row[cv2.CC_STAT_AREA] >= SPECK_PIXELS]
     if not pieces:
         return []
     boxes = [(x0 + x, y0 + y, x0 + x + w, y0 + y + h) for x, y, w, h, _ in pieces]
-    merged, areas = merge_boxes(boxes, [p[4] for p in pieces], merge_px)
+    merged, areas = merge_boxes(boxes, [row[cv2.CC_STAT_AREA] for row in pieces], merge_px)
     sx, sy = scale
     return [
         Box(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b, a in zip(merged, areas, strict=True) if a >= min_pixels
@@ -218,8 +218,8 @@ class MotionDetector:
         self._frame_shape: tuple[int, int] | None = None
         self._size = (0, 0)  # analysis (w, h)
         self._roi = np.zeros((1, 1, 0, 0), dtype=np.float32)
-        # Graph state, fed back each frame: background, motion age, evidence ([1,1,h,w]) and the
-        # noise grid ([1,1,gh,gw]).
+        # Graph state, fed back each frame: background, previous frame (blurred), motion age,
+        # evidence ([1,1,h,w]) and the noise grid ([1,1,gh,gw]).
         self._background: np.ndarray | None = None
         self._previous = np.zeros((1, 1, 0, 0), dtype=np.float32)
         self._age = np.zeros((1, 1, 0, 0), dtype=np.float32)

@@ -168,7 +168,8 @@ def motion_step(
     level: float | None = None,
 ) -> MotionStep:
     """One analysed frame. frame: uint8 HxW grey; background, previous (the last frame, blurred),
-    motion_age, evidence, roi: float32 HxW; noise: the noise grid. Returns the outputs and the state for the next frame.
+    motion_age, evidence, roi: float32 HxW; noise: the noise grid. Returns the outputs and the
+    state for the next frame.
 
     gain, level: the graph's values of these two sums over the whole image, to check everything
     else bit for bit (summed in another order they differ by float32 ulps, and a pixel exactly at
